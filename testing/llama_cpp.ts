@@ -75,7 +75,7 @@ type LlamaLib = Deno.DynamicLibrary<typeof llamaSymbols>["symbols"];
 let loaded: LlamaLib | null = null;
 const LOG_CALLBACK = { parameters: ["i32", "pointer", "pointer"], result: "void" } as const;
 /** Keeps the log callback alive for the life of the process. */
-let logCallback: Deno.UnsafeCallback<typeof LOG_CALLBACK> | null = null;
+const keepAlive: Deno.UnsafeCallback<typeof LOG_CALLBACK>[] = [];
 /** Lines llama.cpp logged most recently (errors explain load failures). */
 const recentLog: string[] = [];
 
@@ -97,7 +97,7 @@ export function llamaLibrary(): LlamaLib {
     recentLog.push(Deno.UnsafePointerView.getCString(text));
     if (recentLog.length > 200) recentLog.shift();
   });
-  logCallback = callback;
+  keepAlive.push(callback);
   lib.llama_log_set(callback.pointer, null);
   lib.llama_backend_init();
   loaded = lib;
