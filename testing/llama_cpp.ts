@@ -19,6 +19,7 @@ const MODEL_PARAMS_SIZE = 80;
 /** Size in bytes of `struct llama_context_params`. */
 const CONTEXT_PARAMS_SIZE = 160;
 const MODEL_PARAMS_N_GPU_LAYERS = 16;
+const MODEL_PARAMS_VOCAB_ONLY = 72;
 const CTX_N_CTX = 0;
 const CTX_N_BATCH = 4;
 const CTX_N_UBATCH = 8;
@@ -110,6 +111,8 @@ export interface LlamaLoadOptions {
   nCtx?: number;
   /** Threads for decoding. @default 2 */
   threads?: number;
+  /** Load only the vocabulary (a GGUF with tokenizer metadata and no tensors). @default false */
+  vocabOnly?: boolean;
 }
 
 /** A GGUF loaded into real llama.cpp with one context. */
@@ -139,6 +142,7 @@ export class LlamaModel implements Disposable {
     const lib = llamaLibrary();
     const mp = new Uint8Array(lib.llama_model_default_params());
     new DataView(mp.buffer).setInt32(MODEL_PARAMS_N_GPU_LAYERS, 0, true);
+    if (options.vocabOnly) mp[MODEL_PARAMS_VOCAB_ONLY] = 1;
     recentLog.length = 0;
     const model = lib.llama_model_load_from_file(cString(path), mp);
     if (model === null) {

@@ -1,0 +1,145 @@
+/**
+ * `deno task bench core`: converts a generated sharded BF16 llama of at least 2 GB to BF16
+ * (passthrough) and to Q8_0 with the real CLI in a child process, and in the same run measures
+ * the anchors: `cp` (+ sync) of the same shards, and ggml's single-threaded Q8_0 quantizer on the
+ * same data. Prints MB/s, peak RSS and the ratios.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { ggmlQuantizeInto } from "../testing/ggml.ts";
+import { generateModel } from "../testing/synthetic_model.ts";
+import { decodeBf16 } from "../stages/encode/float_codecs.ts";
+import { readCheckpointHeaders } from "../pipeline/shards.ts";
+import { LocalSource } from "../stages/local_source.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const WORK = `${ROOT}.bench/core`;
+const MODEL = `${WORK}/model`;
+/** ~2.05 GB of BF16 weights. */
+const SPEC = {
+  arch: "llama",
+  seed: 2026,
+  hiddenSize: 2048,
+  intermediateSize: 5632,
+  numLayers: 22,
+  numHeads: 16,
+  numKvHeads: 8,
+  dtype: "BF16",
+  maxShardBytes: 512 * 1024 * 1024,
+} as const;
+
+async function ensureModel(): Promise<string[]> {
+  const stamp = `${MODEL}/.spec.json`;
+  const want = JSON.stringify(SPEC);
+  const have = await Deno.readTextFile(stamp).catch(() => "");
+  if (have !== want) {
+    await Deno.remove(MODEL, { recursive: true }).catch(() => {});
+    await Deno.mkdir(MODEL, { recursive: true });
+    console.log("generating a ~2 GB BF16 model (once; cached in .bench/core) ...");
+    await generateModel(MODEL, SPEC);
+    await Deno.writeTextFile(stamp, want);
+  }
+  return [...Deno.readDirSync(MODEL)].map((e) => e.name).filter((n) => n.endsWith(".safetensors"))
+    .sort();
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) / 1000;
+}
+
+async function cpAnchor(shards: string[]): Promise<number> {
+  const dest = `${WORK}/cp`;
+  await Deno.mkdir(dest, { recursive: true });
+  const seconds = await timed(async () => {
+    for (const s of shards) {
+      const cp = await new Deno.Command("cp", { args: [`${MODEL}/${s}`, `${dest}/${s}`] }).output();
+      if (!cp.success) throw new Error(`cp failed: ${new TextDecoder().decode(cp.stderr)}`);
+      // The converter fsyncs its output; sync the copy too so both pay for the disk.
+      await new Deno.Command("sync", { args: [`${dest}/${s}`] }).output();
+    }
+  });
+  await Deno.remove(dest, { recursive: true });
+  return seconds;
+}
+
+interface _Convert {
+  seconds: number;
+  peakRss: number;
+  outputBytes: number;
+}
+
+async function sluiceConvert(type: string): Promise<_Convert> {
+  const out = `${WORK}/out-${type}.gguf`;
+  const t0 = performance.now();
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}cli.ts`, "convert", MODEL, "-o", out, "--type", type, "--tokenizer-pre", "llama-bpe", "--log-format", "json"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - t0) / 1000;
+  const log = new TextDecoder().decode(run.stderr);
+  if (!run.success) throw new Error(`sluice convert failed:\n${log}`);
+  const done = log.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.type === "done");
+  const outputBytes = (await Deno.stat(out)).size;
+  await Deno.remove(out);
+  return { seconds, peakRss: done.stats.peakRssBytes, outputBytes };
+}
+
+/** ggml's quantize_q8_0 (single thread) on f32 decoded from the model's own BF16 weights. */
+async function ggmlQ8Anchor(): Promise<{ elementsPerSecond: number; elements: number }> {
+  const source = new LocalSource(MODEL);
+  const headers = await readCheckpointHeaders(source);
+  const t = headers[0]!.tensors.find((t) => t.name.endsWith("mlp.up_proj.weight"))!;
+  const raw = new Uint8Array(t.end - t.start);
+  for await (const p of source.readRanges([{ path: headers[0]!.file, start: t.start, end: t.end }])) {
+    raw.set(p.bytes, p.offset);
+  }
+  const values = new Float32Array(raw.length / 2);
+  decodeBf16(raw, values);
+  const dst = new Uint8Array((values.length / 32) * 34);
+  const nPerRow = t.shape[1]!;
+  ggmlQuantizeInto("q8_0", values.subarray(0, nPerRow * 64), dst, nPerRow); // warm-up
+  let reps = 0;
+  const seconds = await timed(() => {
+    for (; reps < 3; reps++) ggmlQuantizeInto("q8_0", values, dst, nPerRow);
+    return Promise.resolve();
+  });
+  return { elementsPerSecond: (values.length * reps) / seconds, elements: values.length };
+}
+
+/** Runs the benchmark and prints the table. */
+export async function benchCore(): Promise<void> {
+  const shards = await ensureModel();
+  let inputBytes = 0;
+  for (const s of shards) inputBytes += (await Deno.stat(`${MODEL}/${s}`)).size;
+  const elements = inputBytes / 2;
+  console.log(`model: ${shards.length} shards, ${(inputBytes / 1e9).toFixed(2)} GB BF16`);
+  // Warm the page cache the same way for every contender.
+  await cpAnchor(shards);
+  const cpSeconds = await cpAnchor(shards);
+  const bf16 = await sluiceConvert("bf16");
+  const q8 = await sluiceConvert("q8_0");
+  const ggml = await ggmlQ8Anchor();
+  const mb = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(0);
+  const rows = [
+    ["cp + sync (anchor)", cpSeconds, mb(inputBytes, cpSeconds), "-", "1.00"],
+    ["sluice bf16", bf16.seconds, mb(inputBytes, bf16.seconds), (bf16.peakRss / 2 ** 20).toFixed(0), (cpSeconds / bf16.seconds).toFixed(2)],
+    ["sluice q8_0", q8.seconds, mb(inputBytes, q8.seconds), (q8.peakRss / 2 ** 20).toFixed(0), "-"],
+  ];
+  console.log("\nrun                      seconds   MB/s(in)  peak RSS MiB  × cp");
+  for (const [name, s, rate, rss, ratio] of rows) {
+    console.log(`${String(name).padEnd(24)} ${Number(s).toFixed(2).padStart(7)} ${String(rate).padStart(10)} ${String(rss).padStart(13)} ${String(ratio).padStart(5)}`);
+  }
+  const sluiceQ8Rate = elements / q8.seconds;
+  console.log(
+    `\nQ8_0: sluice end-to-end ${(sluiceQ8Rate / 1e6).toFixed(0)} Melem/s (read+decode+quantize+write) ` +
+      `vs ggml quantize_q8_0 single-thread ${(ggml.elementsPerSecond / 1e6).toFixed(0)} Melem/s ` +
+      `→ ratio ${(sluiceQ8Rate / ggml.elementsPerSecond).toFixed(2)}× (target ≥ 0.5)`,
+  );
+  console.log(`passthrough vs cp: ${(cpSeconds / bf16.seconds).toFixed(2)}× (target ≥ 0.7)`);
+  const maxRss = Math.max(bf16.peakRss, q8.peakRss) / 2 ** 20;
+  console.log(`peak RSS: ${maxRss.toFixed(0)} MiB (target ≤ 512)`);
+}

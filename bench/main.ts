@@ -1,0 +1,17 @@
+/**
+ * `deno task bench <name>`: benchmarks that print ratios against an anchor measured in the same
+ * run. Not tests: they take minutes and report numbers.
+ *
+ * @module
+ */
+const BENCHES: Record<string, () => Promise<void>> = {
+  core: async () => (await import("./core.ts")).benchCore(),
+};
+
+const name = Deno.args[0];
+const bench = name === undefined ? undefined : BENCHES[name];
+if (!bench) {
+  console.error(`usage: deno task bench <${Object.keys(BENCHES).join("|")}>`);
+  Deno.exit(2);
+}
+await bench();

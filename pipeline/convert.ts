@@ -1,0 +1,132 @@
+/**
+ * `convert()`: one streaming pass from a safetensors checkpoint to a GGUF file. Plans from
+ * headers, then pipes source ranges → whole-row pieces → Q/K permutation → encoding → GGUF sink.
+ *
+ * @module
+ */
+import { EncodeStream } from "../stages/encode_stream.ts";
+import { GgufSink } from "../stages/gguf_sink.ts";
+import { QkPermuteStream } from "../stages/qk_permute_stream.ts";
+import { planRanges, RowGroupStream } from "../stages/row_group_stream.ts";
+import { peakRssBytes } from "./memory.ts";
+import { type ConversionPlan, planConversion, type TypeChoice } from "./plan.ts";
+import { openSource, readModelInputs } from "./model_inputs.ts";
+import type { ModelSource } from "./source.ts";
+
+/** Progress of a conversion, as data; the CLI decides how to show it. */
+export type ConvertEvent =
+  | {
+    readonly type: "plan";
+    readonly source: string;
+    readonly tensors: number;
+    readonly outputBytes: number;
+    readonly weightType: string;
+    readonly notes: readonly string[];
+  }
+  | {
+    readonly type: "progress";
+    readonly written: number;
+    readonly total: number;
+    readonly tensor: string;
+    readonly tensorIndex: number;
+  }
+  | { readonly type: "done"; readonly stats: ConvertStats };
+
+/** Options for {@linkcode convert}. */
+export interface ConvertOptions {
+  /** A model folder, or `hf:owner/name[@revision]`. Or a ready {@linkcode ModelSource}. */
+  input: string | ModelSource;
+  /** Output GGUF path. */
+  output: string;
+  /** Type of 2-D weights. @default "auto" */
+  type?: TypeChoice;
+  /** Forces `tokenizer.ggml.pre` when the tokenizer's hash is not in llama.cpp's table. */
+  tokenizerPre?: string;
+  /** Largest piece read at once, in bytes. @default 8 MiB */
+  chunkSize?: number;
+  /** Receives progress events. */
+  onEvent?: (event: ConvertEvent) => void;
+  /** Stops the conversion; the partial file is removed. */
+  signal?: AbortSignal;
+}
+
+/** What a conversion did. */
+export interface ConvertStats {
+  readonly output: string;
+  readonly tensors: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly seconds: number;
+  /** Output bytes per second, in MB (10^6). */
+  readonly mbPerSecond: number;
+  readonly peakRssBytes: number;
+}
+
+/** Plans a conversion without reading tensor data (used by `inspect` and `convert`). */
+export async function plan(
+  input: string | ModelSource,
+  options: { type?: TypeChoice; tokenizerPre?: string } = {},
+): Promise<{ source: ModelSource; plan: ConversionPlan }> {
+  const source = typeof input === "string" ? await openSource(input) : input;
+  const inputs = await readModelInputs(source, options.tokenizerPre);
+  return {
+    source,
+    plan: planConversion({ ...inputs, type: options.type ?? "auto" }),
+  };
+}
+
+/**
+ * Converts a checkpoint to GGUF in one streaming pass.
+ * @throws on bad input, naming the file and tensor; no output file is left behind.
+ */
+export async function convert(options: ConvertOptions): Promise<ConvertStats> {
+  const started = performance.now();
+  const { source, plan: p } = await plan(options.input, options);
+  const names = p.tensors.map((t) => t.name);
+  options.onEvent?.({
+    type: "plan",
+    source: source.label,
+    tensors: p.tensors.length,
+    outputBytes: p.layout.fileSize,
+    weightType: p.weightType,
+    notes: p.tensors.filter((t) => t.note).map((t) => `${t.name}: ${t.note}`),
+  });
+  const ranges = planRanges(p.tensors);
+  let lastReport = 0;
+  const readOptions = options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize };
+  await source
+    .readRanges(ranges, options.signal ? { ...readOptions, signal: options.signal } : readOptions)
+    .pipeThrough(new RowGroupStream(p.tensors))
+    .pipeThrough(new QkPermuteStream(p.tensors))
+    .pipeThrough(new EncodeStream(p.tensors))
+    .pipeTo(
+      new GgufSink(options.output, p.layout, {
+        names,
+        onProgress: (written, tensor) => {
+          const now = performance.now();
+          if (now - lastReport < 100 && written < p.layout.fileSize) return;
+          lastReport = now;
+          options.onEvent?.({
+            type: "progress",
+            written,
+            total: p.layout.fileSize,
+            tensor: names[tensor]!,
+            tensorIndex: tensor,
+          });
+        },
+      }),
+      options.signal ? { signal: options.signal } : {},
+    );
+  const seconds = (performance.now() - started) / 1000;
+  const stats: ConvertStats = {
+    output: options.output,
+    tensors: p.tensors.length,
+    bytesRead: ranges.reduce((a, r) => a + r.end - r.start, 0),
+    bytesWritten: p.layout.fileSize,
+    seconds,
+    mbPerSecond: p.layout.fileSize / 1e6 / seconds,
+    peakRssBytes: peakRssBytes(),
+  };
+  options.onEvent?.({ type: "done", stats });
+  return stats;
+}

@@ -1,0 +1,190 @@
+/**
+ * Plans a conversion from headers alone: every output tensor's name, shape, type, source bytes
+ * and file offset, and the complete GGUF header, before any tensor byte is read.
+ *
+ * @module
+ */
+import {
+  architectureOf,
+  mapTensor,
+  type RowPermutation,
+  UnsupportedModelError,
+} from "./architectures.ts";
+import { GGML_TYPES, type GgmlTypeInfo, LLAMA_FTYPE } from "./ggml_types.ts";
+import { type GgufLayout, layoutGguf } from "./gguf_header.ts";
+import type { GgufMetadata } from "./gguf_metadata.ts";
+import type { ModelConfig } from "./model_config.ts";
+import { llama3RopeFactors, modelMetadata } from "./model_metadata.ts";
+import {
+  SafetensorsError,
+  type SafetensorsHeader,
+  type SafetensorsTensor,
+} from "./safetensors_header.ts";
+
+/** Output types for 2-D weights in the streaming core. */
+export const OUTPUT_TYPES = ["f32", "f16", "bf16", "q8_0"] as const;
+/** An output type for 2-D weights. */
+export type OutputType = (typeof OUTPUT_TYPES)[number];
+/** `--type`: an output type, or `auto` (BF16 for BF16 checkpoints, else F16, as llama.cpp). */
+export type TypeChoice = "auto" | OutputType;
+
+/** Where a planned tensor's values come from. */
+export type TensorOrigin =
+  | { readonly kind: "checkpoint"; readonly file: string; readonly entry: SafetensorsTensor }
+  | { readonly kind: "generated"; readonly values: Float32Array };
+
+/** One tensor of the output file. */
+export interface PlannedTensor {
+  readonly name: string;
+  /** GGUF dims, ne[0] (contiguous) first. */
+  readonly ne: readonly number[];
+  readonly type: GgmlTypeInfo;
+  readonly origin: TensorOrigin;
+  readonly permutation: RowPermutation;
+  /** Why the type differs from the requested one, for the log. */
+  readonly note: string | null;
+}
+
+/** Everything needed to write the file. */
+export interface ConversionPlan {
+  readonly config: ModelConfig;
+  readonly metadata: GgufMetadata;
+  readonly tensors: readonly PlannedTensor[];
+  readonly layout: GgufLayout;
+  /** The type chosen for 2-D weights. */
+  readonly weightType: OutputType;
+}
+
+/** Inputs of {@linkcode planConversion}. */
+export interface PlanInputs {
+  readonly config: ModelConfig;
+  readonly headers: readonly SafetensorsHeader[];
+  /** `general.name`. */
+  readonly name: string;
+  readonly type: TypeChoice;
+  /** Tokenizer metadata, appended after the model keys. */
+  readonly tokenizer: GgufMetadata;
+}
+
+function _sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** Resolves `auto` from the first 2-D tensor's dtype, as llama.cpp's converter does. */
+export function resolveWeightType(
+  type: TypeChoice,
+  headers: readonly SafetensorsHeader[],
+): OutputType {
+  if (type !== "auto") return type;
+  for (const h of headers) {
+    for (const t of h.tensors) {
+      if (t.shape.length < 2) continue;
+      if (t.dtype === "BF16") return "bf16";
+      if (t.dtype === "F16") return "f16";
+    }
+  }
+  return "f16";
+}
+
+function _tensorType(name: string, ne: readonly number[], weightType: OutputType) {
+  if (ne.length < 2 || name.endsWith("_norm.weight")) return { type: GGML_TYPES.f32, note: null };
+  const type = GGML_TYPES[weightType];
+  if (ne[0]! % type.blockSize !== 0) {
+    return {
+      type: GGML_TYPES.f16,
+      note: `row length ${
+        ne[0]
+      } is not a multiple of ${type.blockSize}: F16 instead of ${type.name}`,
+    };
+  }
+  return { type, note: null };
+}
+
+/** Tensors every model of the supported families must have, by HF name. */
+function _requiredTensors(config: ModelConfig, qkNorm: boolean): string[] {
+  const names = ["model.embed_tokens.weight", "model.norm.weight"];
+  const roles = [
+    "input_layernorm.weight",
+    "post_attention_layernorm.weight",
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",
+  ];
+  if (qkNorm) roles.push("self_attn.q_norm.weight", "self_attn.k_norm.weight");
+  for (let i = 0; i < config.layers; i++) {
+    for (const r of roles) names.push(`model.layers.${i}.${r}`);
+  }
+  return names;
+}
+
+/**
+ * Plans the output file.
+ * @throws {UnsupportedModelError} for an unknown architecture or tensor, or a missing tensor.
+ * @throws {SafetensorsError} for a tensor whose shape contradicts config.json.
+ */
+export function planConversion(inputs: PlanInputs): ConversionPlan {
+  const { config, headers } = inputs;
+  const spec = architectureOf(config);
+  const weightType = resolveWeightType(inputs.type, headers);
+  const tensors: PlannedTensor[] = [];
+  const seen = new Map<string, string>();
+  for (const h of headers) {
+    const ordered = [...h.tensors].sort((a, b) => a.start - b.start);
+    for (const entry of ordered) {
+      const mapped = mapTensor(spec, config, entry.name);
+      if (mapped === null) continue;
+      if (seen.has(entry.name)) {
+        throw new SafetensorsError(
+          h.file,
+          entry.name,
+          `Cannot use tensor also in ${seen.get(entry.name)}`,
+        );
+      }
+      seen.set(entry.name, h.file);
+      if (!_sameShape(entry.shape, mapped.expectedShape)) {
+        throw new SafetensorsError(
+          h.file,
+          entry.name,
+          `Cannot convert shape [${entry.shape}] as config.json implies [${mapped.expectedShape}]`,
+        );
+      }
+      const ne = [...entry.shape].reverse();
+      const { type, note } = _tensorType(mapped.name, ne, weightType);
+      tensors.push({
+        name: mapped.name,
+        ne,
+        type,
+        origin: { kind: "checkpoint", file: h.file, entry },
+        permutation: mapped.permutation,
+        note,
+      });
+    }
+  }
+  for (const name of _requiredTensors(config, spec.qkNorm)) {
+    if (!seen.has(name)) {
+      throw new UnsupportedModelError(`Cannot convert as the checkpoint has no tensor ${name}`);
+    }
+  }
+  const ropeFactors = spec.gguf === "llama" ? llama3RopeFactors(config) : null;
+  if (ropeFactors) {
+    tensors.push({
+      name: "rope_freqs.weight",
+      ne: [ropeFactors.length],
+      type: GGML_TYPES.f32,
+      origin: { kind: "generated", values: ropeFactors },
+      permutation: null,
+      note: null,
+    });
+  }
+  const metadata = modelMetadata(config, spec, {
+    name: inputs.name,
+    fileType: LLAMA_FTYPE[weightType],
+  });
+  for (const [k, v] of inputs.tokenizer) metadata.set(k, v);
+  const layout = layoutGguf(metadata, tensors);
+  return { config, metadata, tensors, layout, weightType };
+}

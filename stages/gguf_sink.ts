@@ -1,0 +1,126 @@
+/**
+ * Writes a planned GGUF incrementally: header first, then each tensor's bytes in plan order with
+ * alignment padding, checking that every tensor fills exactly the size the header declared. The
+ * file is written as `<out>.partial`, synced and renamed only when complete, and removed on any
+ * error, so a half-written file never looks finished.
+ *
+ * @module
+ */
+import type { GgufLayout } from "../pipeline/gguf_header.ts";
+import type { EncodedPiece } from "./tensor_piece.ts";
+
+/** Called after each write with the bytes written so far. */
+export type SinkProgress = (written: number, tensor: number) => void;
+
+/** Options for {@linkcode GgufSink}. */
+export interface GgufSinkOptions {
+  /** Tensor names, for messages. */
+  names: readonly string[];
+  onProgress?: SinkProgress;
+}
+
+/** The suffix of the file being written. */
+export const PARTIAL_SUFFIX = ".partial";
+
+async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) done += await file.write(bytes.subarray(done));
+}
+
+/** A WritableStream of encoded pieces that produces the finished GGUF at `path`. */
+export class GgufSink extends WritableStream<EncodedPiece> {
+  constructor(path: string, layout: GgufLayout, options: GgufSinkOptions) {
+    const partial = path + PARTIAL_SUFFIX;
+    const { names, onProgress } = options;
+    let file: Deno.FsFile | null = null;
+    let tensor = 0;
+    let filled = 0;
+    let written = 0;
+    const zeros = new Uint8Array(64);
+
+    const closeTensor = async (f: Deno.FsFile) => {
+      const want = layout.tensorSizes[tensor]!;
+      if (filled !== want) {
+        throw new RangeError(
+          `Cannot finish tensor ${names[tensor]} as it got ${filled} of ${want} bytes`,
+        );
+      }
+      const padded = (layout.tensorOffsets[tensor + 1] ?? layout.fileSize) -
+        layout.tensorOffsets[tensor]!;
+      if (padded > want) await _writeAll(f, zeros.subarray(0, padded - want));
+      written += padded - want;
+      tensor++;
+      filled = 0;
+    };
+    const discard = async () => {
+      try {
+        file?.close();
+      } catch { /* already closed */ }
+      file = null;
+      await Deno.remove(partial).catch(() => {});
+    };
+
+    super({
+      async start() {
+        try {
+          file = await Deno.open(partial, { write: true, create: true, truncate: true });
+        } catch (e) {
+          throw new Deno.errors.PermissionDenied(
+            `Cannot write output ${partial}: ${(e as Error).message}`,
+          );
+        }
+        try {
+          await _writeAll(file, layout.header);
+        } catch (e) {
+          await discard();
+          throw e;
+        }
+        written = layout.header.length;
+      },
+      async write(piece) {
+        const f = file!;
+        try {
+          while (piece.tensor > tensor) await closeTensor(f);
+          if (piece.tensor !== tensor) {
+            throw new RangeError(`Cannot write tensor ${names[piece.tensor]} out of order`);
+          }
+          if (filled + piece.bytes.length > layout.tensorSizes[tensor]!) {
+            throw new RangeError(
+              `Cannot write tensor ${names[tensor]} as it got more than its ${
+                layout.tensorSizes[tensor]
+              } bytes`,
+            );
+          }
+          await _writeAll(f, piece.bytes);
+          filled += piece.bytes.length;
+          written += piece.bytes.length;
+          onProgress?.(written, tensor);
+        } catch (e) {
+          await discard();
+          throw e;
+        }
+      },
+      async close() {
+        const f = file!;
+        try {
+          while (tensor < layout.tensorSizes.length) await closeTensor(f);
+          if (written !== layout.fileSize) {
+            throw new RangeError(
+              `Cannot finish file as ${written} of ${layout.fileSize} bytes were written`,
+            );
+          }
+          await f.syncData();
+          f.close();
+          file = null;
+          await Deno.rename(partial, path);
+        } catch (e) {
+          await discard();
+          throw e;
+        }
+      },
+      async abort() {
+        await discard();
+      },
+    });
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * Downloads one part of a file with range requests, resuming from the last byte received after a
+ * broken body, a stall or a short answer, and retrying 429/5xx with backoff and jitter. Every
+ * answer is checked against what was seen first (ETag, size, commit, Content-Range), so bytes of
+ * two revisions are never mixed.
+ *
+ * @module
+ */
+import type { FetchPart, PartSink } from "./ordered_read_ahead.ts";
+import type { RangePart } from "./range_parts.ts";
+import { type FileLocation, HubFileLocator } from "./file_locator.ts";
+import { authHeaders, errorForStatus, type HubContext } from "./hub_context.ts";
+import { HubFileChangedError, HubReadError } from "./hub_errors.ts";
+import { backoffDelay, sleep, TransientError } from "./retry.ts";
+import { StallWatchdog } from "./stall_watchdog.ts";
+
+const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+
+/** A {@linkcode FetchPart} for the ordered read-ahead that reads from the Hub. */
+export function hubPartFetcher(ctx: HubContext, locator: HubFileLocator): FetchPart {
+  return (part, sink, signal) => _fetchPart(ctx, locator, part, sink, signal);
+}
+
+async function _fetchPart(
+  ctx: HubContext,
+  locator: HubFileLocator,
+  part: RangePart,
+  sink: PartSink,
+  signal: AbortSignal,
+): Promise<void> {
+  const { limits } = ctx;
+  let got = 0;
+  let failures = 0;
+  let attempts = 0;
+  let firstFailure = 0;
+  const deliver = (bytes: Uint8Array) => {
+    got += bytes.length;
+    ctx.counters.bytesReceived += bytes.length;
+    sink(bytes);
+  };
+  while (part.start + got < part.end) {
+    await ctx.gate.wait(signal);
+    const before = got;
+    attempts++;
+    let location: FileLocation | null = null;
+    try {
+      location = await locator.locate(part.path, signal);
+      await _request(ctx, locator, location, part.start + got, part.end, deliver, signal);
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (!(error instanceof TransientError)) throw error;
+      if (got > before) failures = 0;
+      if (failures === 0) firstFailure = Date.now();
+      failures++;
+      if (error.relocate && location !== null) locator.invalidate(location);
+      const delay = error.relocate && failures === 1
+        ? 0
+        : error.retryAfterMs ?? backoffDelay(failures, limits);
+      const elapsed = Date.now() - firstFailure;
+      if (failures > limits.retries || elapsed + delay > limits.retryTimeoutMs) {
+        const why = failures > limits.retries
+          ? `${failures} attempts in a row failed`
+          : `retrying would pass the retry time limit of ${limits.retryTimeoutMs} ms`;
+        throw new HubReadError(
+          part.path,
+          location?.resolveUrl ?? part.path,
+          error.status,
+          attempts,
+          `Cannot read ${part.path} from ${ctx.label} as ${why}: ${error.message}`,
+          { cause: error },
+        );
+      }
+      ctx.counters.retries++;
+      ctx.onEvent({
+        type: "retry",
+        path: part.path,
+        attempt: failures,
+        delayMs: delay,
+        status: error.status,
+        reason: error.message,
+      });
+      await sleep(delay, signal);
+    }
+  }
+}
+
+/** One range request for `[from, to)`; throws {@linkcode TransientError} to be retried. */
+async function _request(
+  ctx: HubContext,
+  locator: HubFileLocator,
+  location: FileLocation,
+  from: number,
+  to: number,
+  deliver: PartSink,
+  signal: AbortSignal,
+): Promise<void> {
+  const { path } = location;
+  if (to > location.size) {
+    throw new RangeError(
+      `Cannot read ${path} bytes ${from}..${to} from ${ctx.label} as the file has ${location.size} bytes`,
+    );
+  }
+  using watchdog = new StallWatchdog(signal, ctx.limits.stallTimeoutMs);
+  const network = (error: unknown, state: string): TransientError => {
+    if (signal.aborted) throw signal.reason;
+    const why = watchdog.stalled
+      ? `no byte for ${ctx.limits.stallTimeoutMs} ms ${state}`
+      : `connection failed ${state} (${error instanceof Error ? error.message : String(error)})`;
+    return new TransientError(why, {}, { cause: error });
+  };
+  ctx.counters.requests++;
+  let response: Response;
+  try {
+    response = await ctx.fetch(location.url, {
+      headers: { Range: `bytes=${from}-${to - 1}`, ...authHeaders(ctx, location.url) },
+      signal: watchdog.signal,
+    });
+  } catch (error) {
+    throw network(error, "before the answer");
+  }
+  watchdog.touch();
+  const body = response.body;
+  try {
+    _checkAnswer(ctx, locator, location, response, from, to);
+  } catch (error) {
+    await body?.cancel().catch(() => {});
+    throw error;
+  }
+  if (body === null) throw new TransientError("the answer has no body");
+  const reader = body.getReader();
+  let left = to - from;
+  try {
+    while (left > 0) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        throw network(error, `after ${to - from - left} of ${to - from} bytes`);
+      }
+      if (next.done) break;
+      watchdog.touch();
+      const bytes = next.value.length > left ? next.value.subarray(0, left) : next.value;
+      left -= bytes.length;
+      deliver(bytes);
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  if (left > 0) {
+    throw new TransientError(`the body ended after ${to - from - left} of ${to - from} bytes`);
+  }
+}
+
+/** Status, commit, ETag and Content-Range of a range answer. */
+function _checkAnswer(
+  ctx: HubContext,
+  locator: HubFileLocator,
+  location: FileLocation,
+  response: Response,
+  from: number,
+  to: number,
+): void {
+  const { path } = location;
+  const status = response.status;
+  const viaLink = location.url !== location.resolveUrl || response.redirected;
+  if (viaLink && (status === 401 || status === 403 || status === 410)) {
+    // A signed CDN link expired: resolve the file again (its ETag must not change).
+    throw new TransientError(`the CDN refused the download link (HTTP ${status})`, {
+      status,
+      relocate: true,
+    });
+  }
+  if (status !== 200 && status !== 206) {
+    throw errorForStatus(ctx, path, response, location.resolveUrl);
+  }
+  const commit = response.headers.get("X-Repo-Commit");
+  if (commit !== null && commit !== ctx.commit) {
+    throw new HubFileChangedError(
+      path,
+      location.resolveUrl,
+      ctx.commit,
+      commit,
+      `Cannot read ${path} from ${ctx.label} as the Hub served commit ${commit} instead of the pinned one`,
+    );
+  }
+  locator.checkDataEtag(location, response.headers.get("ETag"));
+  if (status === 200) {
+    if (from === 0 && to === location.size) return;
+    throw new HubReadError(
+      path,
+      location.resolveUrl,
+      200,
+      1,
+      `Cannot read ${path} bytes ${from}..${to} from ${ctx.label} as the server ignored the Range header (HTTP 200)`,
+    );
+  }
+  const range = CONTENT_RANGE.exec(response.headers.get("Content-Range") ?? "");
+  const [first, total] = [Number(range?.[1]), range?.[3]];
+  if (range === null || first !== from) {
+    throw new HubReadError(
+      path,
+      location.resolveUrl,
+      206,
+      1,
+      `Cannot read ${path} bytes ${from}..${to} from ${ctx.label} as the server answered another range: Content-Range ${
+        response.headers.get("Content-Range")
+      }`,
+    );
+  }
+  if (total !== "*" && Number(total) !== location.size) {
+    throw new HubFileChangedError(
+      path,
+      location.resolveUrl,
+      `${location.size} bytes`,
+      `${total} bytes`,
+      `Cannot read ${path} from ${ctx.label} as the file changed while reading: size ${location.size} became ${total}`,
+    );
+  }
+}
