@@ -19,6 +19,7 @@ export * from "./pipeline/gguf_header.ts";
 export * from "./pipeline/gguf_metadata.ts";
 export * from "./pipeline/ggml_types.ts";
 export * from "./pipeline/safetensors_header.ts";
+export * from "./pipeline/tokenizer/mod.ts";
 export { ModelConfigError } from "./pipeline/model_config.ts";
 export { UnsupportedModelError } from "./pipeline/architectures.ts";
 export { CheckpointError } from "./pipeline/shards.ts";

@@ -41,6 +41,17 @@ export function alignUp(n: number, alignment: number = GGUF_ALIGNMENT): number {
   return Math.ceil(n / alignment) * alignment;
 }
 
+const _NUMBER_SIZE: Record<string, number> = {
+  u8: 1,
+  i8: 1,
+  u16: 2,
+  i16: 2,
+  u32: 4,
+  i32: 4,
+  f32: 4,
+  f64: 8,
+};
+
 class _ByteWriter {
   #buf = new Uint8Array(1 << 16);
   #view = new DataView(this.#buf.buffer);
@@ -61,40 +72,47 @@ class _ByteWriter {
     return at;
   }
   u8(v: number): void {
-    this.#view.setUint8(this.#reserve(1), v);
+    const at = this.#reserve(1);
+    this.#view.setUint8(at, v);
   }
   u32(v: number): void {
-    this.#view.setUint32(this.#reserve(4), v, true);
+    const at = this.#reserve(4);
+    this.#view.setUint32(at, v, true);
   }
   u64(v: number | bigint): void {
-    this.#view.setBigUint64(this.#reserve(8), BigInt(v), true);
+    const at = this.#reserve(8);
+    this.#view.setBigUint64(at, BigInt(v), true);
   }
   number(type: string, v: number): void {
+    const size = _NUMBER_SIZE[type];
+    if (size === undefined) throw new TypeError(`Cannot write GGUF number of type ${type}`);
+    // Reserve before reading this.#view: reserving may replace the buffer and its view.
+    const at = this.#reserve(size);
     const view = this.#view;
     switch (type) {
       case "u8":
-        return view.setUint8(this.#reserve(1), v);
+        return view.setUint8(at, v);
       case "i8":
-        return view.setInt8(this.#reserve(1), v);
+        return view.setInt8(at, v);
       case "u16":
-        return view.setUint16(this.#reserve(2), v, true);
+        return view.setUint16(at, v, true);
       case "i16":
-        return view.setInt16(this.#reserve(2), v, true);
+        return view.setInt16(at, v, true);
       case "u32":
-        return view.setUint32(this.#reserve(4), v, true);
+        return view.setUint32(at, v, true);
       case "i32":
-        return view.setInt32(this.#reserve(4), v, true);
+        return view.setInt32(at, v, true);
       case "f32":
-        return view.setFloat32(this.#reserve(4), v, true);
-      case "f64":
-        return view.setFloat64(this.#reserve(8), v, true);
+        return view.setFloat32(at, v, true);
+      default:
+        return view.setFloat64(at, v, true);
     }
-    throw new TypeError(`Cannot write GGUF number of type ${type}`);
   }
   string(s: string): void {
     const bytes = this.#encoder.encode(s);
     this.u64(bytes.length);
-    this.#buf.set(bytes, this.#reserve(bytes.length));
+    const at = this.#reserve(bytes.length);
+    this.#buf.set(bytes, at);
   }
   zeros(n: number): void {
     this.#buf.fill(0, this.#reserve(n), this.length);

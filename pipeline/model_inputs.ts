@@ -5,6 +5,7 @@
  * @module
  */
 import { LocalSource } from "../stages/local_source.ts";
+import { architectureOf } from "./architectures.ts";
 import type { GgufMetadata } from "./gguf_metadata.ts";
 import { type ModelConfig, ModelConfigError, parseModelConfig } from "./model_config.ts";
 import type { SafetensorsHeader } from "./safetensors_header.ts";
@@ -58,6 +59,7 @@ export async function readModelInputs(
     throw new ModelConfigError(`Cannot convert ${source.label} as it has no config.json`);
   }
   const config = parseModelConfig(configText, `${source.label}/config.json`);
+  architectureOf(config); // fail on an unknown architecture before reading anything else
   const headers = await readCheckpointHeaders(source);
   const tokenizer = await tokenizerMetadata(
     await readTokenizerFiles(source),

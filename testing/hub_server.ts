@@ -276,7 +276,7 @@ export class HubTestServer implements AsyncDisposable {
     else if (server === "hub" && segments[0] === "api" && segments[1] === "models") kind = "api";
     else if (server === "hub" && resolveAt === 2) kind = "resolve";
     const file = kind === "cdn"
-      ? segments.slice(5).join("/")
+      ? segments.slice(4).join("/")
       : kind === "resolve"
       ? segments.slice(4).join("/")
       : null;
@@ -409,7 +409,9 @@ export class HubTestServer implements AsyncDisposable {
       "Access-Control-Expose-Headers": "X-Repo-Commit,X-Linked-Size,X-Linked-Etag,ETag",
     };
     if (file.lfs) {
-      const cdnPath = [repo.id, commit.sha, ...path.split("/")].map(encodeURIComponent).join("/");
+      const cdnPath = [...repo.id.split("/"), commit.sha, ...path.split("/")].map(
+        encodeURIComponent,
+      ).join("/");
       return new Response(null, {
         status: 302,
         headers: {

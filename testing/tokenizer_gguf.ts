@@ -16,8 +16,14 @@ import type { LlamaModel } from "./llama_cpp.ts";
 export async function writeVocabOnlyGguf(tokenizer: GgufMetadata): Promise<string> {
   const metadata: GgufMetadata = new Map([["general.architecture", gv.str("llama")]]);
   for (const [key, value] of tokenizer) metadata.set(key, value);
+  const header = layoutGguf(metadata, []).header;
   const path = await Deno.makeTempFile({ prefix: "sluice-tokenizer-", suffix: ".gguf" });
-  await Deno.writeFile(path, layoutGguf(metadata, []).header);
+  try {
+    await Deno.writeFile(path, header);
+  } catch (e) {
+    await Deno.remove(path);
+    throw e;
+  }
   return path;
 }
 

@@ -72,7 +72,7 @@ Deno.test("convert() writes the planned tensors in GGUF order (ne[0] = last torc
     assertEquals(Number(byName.get("blk.1.ffn_down.weight")!.dtype), 8);
     assertEquals(byName.get("blk.1.ffn_down.weight")!.shape.map(Number), [160, 64]);
     parsed.tensorInfos.forEach((t, i) => {
-      assertEquals(Number(t.offset) + parsed.tensorDataOffset, BigInt(p.layout.tensorOffsets[i]!) + 0n);
+      assertEquals(BigInt(t.offset) + BigInt(parsed.tensorDataOffset), BigInt(p.layout.tensorOffsets[i]!));
     });
   });
 });

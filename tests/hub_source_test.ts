@@ -3,7 +3,6 @@ import type { ByteRange, RangeChunk } from "../pipeline/source.ts";
 import {
   HubAuthError,
   HubFileChangedError,
-  HubNotFoundError,
   HubReadError,
   HubSource,
   type HubSourceEvent,

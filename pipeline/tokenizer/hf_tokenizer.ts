@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { TokenizerLoader } from "@lenml/tokenizers";
+import { TokenizerLoader, tokenizers } from "@lenml/tokenizers";
 import { field, type JsonRecord, parseJsonObject } from "./_json.ts";
 import type { FileContent } from "./tokenizer_files.ts";
 
@@ -20,11 +20,18 @@ export interface HfTokenizer {
   decode(ids: readonly number[]): string;
 }
 
+function _knownClass(name: unknown): boolean {
+  const mapping: Readonly<Record<string, unknown>> =
+    tokenizers.AutoTokenizer.TOKENIZER_CLASS_MAPPING;
+  return typeof name === "string" && name.replace(/Fast$/, "") in mapping;
+}
+
 /**
  * A copy of tokenizer_config.json for the library: `{content, …}` special tokens written as their
  * content (transformers accepts both forms, the library only strings and `{__type: "AddedToken"}`),
- * and no chat template (it does not change tokenization, and the library rejects some forms
- * transformers accepts).
+ * no chat template (it does not change tokenization, and the library rejects some forms
+ * transformers accepts), and no tokenizer class the library does not know (e.g. transformers 5's
+ * "TokenizersBackend").
  */
 function _forLibrary(config: JsonRecord): JsonRecord {
   const contentOf = (v: unknown): unknown => {
@@ -34,6 +41,8 @@ function _forLibrary(config: JsonRecord): JsonRecord {
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(config)) {
     if (key === "chat_template") continue;
+    // The library warns on the console for a class it does not know, then uses the base class.
+    if (key === "tokenizer_class" && !_knownClass(v)) continue;
     if (key.endsWith("_token")) out[key] = contentOf(v);
     else if (key === "additional_special_tokens" && Array.isArray(v)) out[key] = v.map(contentOf);
     else out[key] = v;

@@ -120,6 +120,8 @@ function _vocabSize(config: JsonRecord | null, keys: readonly string[]): number 
   return null;
 }
 
+type Warn = (message: string) => void;
+
 function _writeScored(meta: GgufMetadata, vocab: ScoredVocab, p: Parsed, warn: Warn): void {
   meta.set("tokenizer.ggml.model", gv.str("llama"));
   meta.set("tokenizer.ggml.pre", gv.str("default"));
@@ -128,8 +130,6 @@ function _writeScored(meta: GgufMetadata, vocab: ScoredVocab, p: Parsed, warn: W
   meta.set("tokenizer.ggml.token_type", gv.i32s(vocab.types));
   new SpecialVocab(p.special, { nVocab: vocab.tokens.length, onWarning: warn }).writeTo(meta);
 }
-
-type Warn = (message: string) => void;
 
 function _sentencePiece(meta: GgufMetadata, model: Uint8Array, p: Parsed, warn: Warn): void {
   const addedTokens = p.files.addedTokens === undefined

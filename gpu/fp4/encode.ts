@@ -1,0 +1,144 @@
+/**
+ * The FP4 encoder the converter calls: whole rows of float32 in, a format's bytes out, on the GPU
+ * when there is one and on the CPU twin otherwise, with identical bytes either way.
+ *
+ * For a tensor encoded chunk by chunk, create one {@link Fp4Encoder} per tensor: the options and
+ * imatrix are checked once, the pipeline and lookup tables are built once per process and format,
+ * and the imatrix is uploaded once. Keep two or three `encode` calls in flight so that uploads,
+ * the kernel and read-backs overlap; chunks of a few million elements amortize Deno's ≥ 10 ms
+ * per read-back.
+ *
+ * @module
+ */
+import { acquireGpu, type DeviceChoice } from "../device.ts";
+import { FP4_GPU_MIN_ELEMENTS } from "../flags.ts";
+import { encodeFp4IntoCpu } from "./encode_cpu.ts";
+import { Fp4GpuEncoder } from "./encode_gpu.ts";
+import { type Fp4Format, type Fp4FormatName, fp4Bytes, fp4Format } from "./formats.ts";
+import { type Fp4SearchOptions, resolveFp4Search, type ResolvedFp4Search } from "./search_options.ts";
+import { fp4Weights } from "./weights.ts";
+
+/** Options of {@linkcode encodeFp4Rows} and {@linkcode createFp4Encoder}. */
+export interface Fp4EncodeOptions extends Fp4SearchOptions {
+  /**
+   * Where to run: `auto` uses the GPU when WebGPU has an adapter (and small calls stay on the
+   * CPU), `gpu` requires it for every call, `cpu` never touches it. @default "auto"
+   */
+  device?: DeviceChoice;
+}
+
+/** Encodes the chunks of one tensor (same format, row length and options). */
+export interface Fp4Encoder {
+  readonly format: Fp4Format;
+  readonly nPerRow: number;
+  /** Where calls run: "gpu" (large calls, in `auto`) or "cpu". */
+  readonly device: "gpu" | "cpu";
+  /**
+   * Encodes whole rows. Calls may overlap; each resolves to its own bytes.
+   * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
+   */
+  encode(rows: Float32Array): Promise<Uint8Array>;
+}
+
+class Encoder implements Fp4Encoder {
+  readonly format: Fp4Format;
+  readonly nPerRow: number;
+  readonly device: "gpu" | "cpu";
+  readonly #search: ResolvedFp4Search;
+  readonly #gpu: Fp4GpuEncoder | null;
+  readonly #always: boolean;
+
+  constructor(
+    format: Fp4Format,
+    nPerRow: number,
+    search: ResolvedFp4Search,
+    gpu: Fp4GpuEncoder | null,
+    always: boolean,
+  ) {
+    this.format = format;
+    this.nPerRow = nPerRow;
+    this.device = gpu === null ? "cpu" : "gpu";
+    this.#search = search;
+    this.#gpu = gpu;
+    this.#always = always;
+  }
+
+  encode(rows: Float32Array): Promise<Uint8Array> {
+    try {
+      const weights = fp4Weights(this.format, rows, this.nPerRow, this.#search);
+      if (this.#gpu !== null && (this.#always || rows.length >= FP4_GPU_MIN_ELEMENTS)) {
+        return this.#gpu.encode(rows, this.nPerRow, this.#search, weights);
+      }
+      const out = new Uint8Array(fp4Bytes(this.format, rows.length));
+      encodeFp4IntoCpu(this.format, rows, this.nPerRow, this.#search, weights, out);
+      return Promise.resolve(out);
+    } catch (e: unknown) {
+      return Promise.reject(e);
+    }
+  }
+}
+
+/**
+ * Prepares an encoder for the chunks of one tensor: checks the options, picks the device and
+ * builds (or reuses) the GPU program.
+ *
+ * @param format an FP4 format name ("nvfp4", "mxfp4", "q4_0_rocmfp4", "q4_0_rocmfp4_fast",
+ * "amdfp4") or format.
+ * @param nPerRow elements per row, a multiple of the format's block size.
+ * @throws {RangeError} for invalid options (see `resolveFp4Search`).
+ * @throws {Error} for `device: "gpu"` without a WebGPU adapter.
+ *
+ * @example Two chunks of one tensor on the CPU
+ * ```ts
+ * import { strictEqual } from "node:assert/strict";
+ * import { createFp4Encoder } from "./encode.ts";
+ * const enc = await createFp4Encoder("nvfp4", 64, { mode: "window", device: "cpu" });
+ * const [a, b] = await Promise.all([
+ *   enc.encode(new Float32Array(64).fill(1)),
+ *   enc.encode(new Float32Array(128).fill(-2)),
+ * ]);
+ * strictEqual(a.length + b.length, 36 * 3);
+ * ```
+ */
+export async function createFp4Encoder(
+  format: Fp4FormatName | Fp4Format,
+  nPerRow: number,
+  options: Fp4EncodeOptions = {},
+): Promise<Fp4Encoder> {
+  const f = typeof format === "string" ? fp4Format(format) : format;
+  const search = resolveFp4Search(f, nPerRow, options);
+  const choice = options.device ?? "auto";
+  const gpu = await acquireGpu(choice);
+  return new Encoder(f, nPerRow, search, gpu === null ? null : new Fp4GpuEncoder(gpu, f), choice === "gpu");
+}
+
+/**
+ * Encodes whole rows of float32 into an FP4 format (one-shot form of {@linkcode createFp4Encoder}).
+ *
+ * @param format the format name or format.
+ * @param rows `rows.length / nPerRow` rows, row-major.
+ * @param nPerRow elements per row, a multiple of the format's block size.
+ * @returns `fp4Bytes(format, rows.length)` bytes in the format's block layout.
+ * @throws {Fp4InputError} for a NaN or ±inf element (or one the outer scale overflows).
+ * @throws {RangeError} for sizes or options that do not fit.
+ *
+ * @example MXFP4 of one block, byte-identical to ggml's quantize_mxfp4
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { encodeFp4Rows } from "./encode.ts";
+ * const x = new Float32Array(32);
+ * x[0] = 6;
+ * x[16] = -0.5;
+ * const bytes = await encodeFp4Rows("mxfp4", x, 32, { device: "cpu" });
+ * deepStrictEqual(Array.from(bytes.subarray(0, 2)), [0x7f, 0x97]);
+ * ```
+ */
+export async function encodeFp4Rows(
+  format: Fp4FormatName | Fp4Format,
+  rows: Float32Array,
+  nPerRow: number,
+  options: Fp4EncodeOptions = {},
+): Promise<Uint8Array> {
+  const encoder = await createFp4Encoder(format, nPerRow, options);
+  return await encoder.encode(rows);
+}

@@ -1,0 +1,136 @@
+/**
+ * The CPU twin of the FP4 encoder: plain TypeScript, the oracle for the WGSL kernel and the
+ * fallback when there is no GPU. The algorithm and its float32 rules are in sub_block.ts; this
+ * file checks the input, walks the blocks and packs the bytes.
+ *
+ * @module
+ */
+import { type Fp4Format, fp4Bytes } from "./formats.ts";
+import { Fp4InputError, nonFiniteReason } from "./input_error.ts";
+import { type Fp4SearchOptions, resolveFp4Search, type ResolvedFp4Search } from "./search_options.ts";
+import { Fp4SubBlock } from "./sub_block.ts";
+import { fp4Tables } from "./tables.ts";
+import { type Fp4Weights, fp4Weights } from "./weights.ts";
+
+/**
+ * Throws for the first element the encoders refuse: the first NaN or ±inf, else (with an outer
+ * scale) the first |x| whose quotient by the outer scale overflows float32. The GPU shell reports
+ * the same element.
+ * @throws {Fp4InputError}
+ */
+export function checkFp4Input(
+  format: Fp4Format,
+  rows: Float32Array,
+  nPerRow: number,
+  search: ResolvedFp4Search,
+): void {
+  const bits = new Uint32Array(rows.buffer, rows.byteOffset, rows.length);
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i]! & 0x7f800000) === 0x7f800000) {
+      throw new Fp4InputError(format.label, i, nPerRow, nonFiniteReason(rows[i]!));
+    }
+  }
+  if (search.maxAbsBits !== 0x7f7fffff) reportOverflow(format, bits, nPerRow, search);
+}
+
+/** Throws for the first element too large for the outer scale, if any. */
+export function reportOverflow(
+  format: Fp4Format,
+  bits: Uint32Array,
+  nPerRow: number,
+  search: ResolvedFp4Search,
+): void {
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i]! & 0x7fffffff) > search.maxAbsBits) {
+      throw new Fp4InputError(
+        format.label,
+        i,
+        nPerRow,
+        `overflows float32 when divided by the outer scale ${search.outerScale}`,
+      );
+    }
+  }
+}
+
+/**
+ * Encodes whole rows into `out` with resolved options and weights (the core both entry points and
+ * the GPU fallback share). Checks the input first.
+ * @throws {Fp4InputError} for an element that cannot be encoded.
+ * @throws {RangeError} when `out` is too small.
+ */
+export function encodeFp4IntoCpu(
+  format: Fp4Format,
+  rows: Float32Array,
+  nPerRow: number,
+  search: ResolvedFp4Search,
+  weights: Fp4Weights,
+  out: Uint8Array,
+): void {
+  const need = fp4Bytes(format, rows.length);
+  if (rows.length % nPerRow !== 0) {
+    throw new RangeError(
+      `Cannot encode ${format.label} as ${rows.length} elements are not whole rows of ${nPerRow}`,
+    );
+  }
+  if (out.length < need) {
+    throw new RangeError(
+      `Cannot encode ${format.label} into the buffer as it holds ${out.length} bytes: ${need} needed`,
+    );
+  }
+  checkFp4Input(format, rows, nPerRow, search);
+  const xBits = new Uint32Array(rows.buffer, rows.byteOffset, rows.length);
+  const sub = new Fp4SubBlock(format, fp4Tables(format));
+  const codes = new Uint8Array(32);
+  const { blockSize, subBlockSize, blockBytes, scaleOffset, codeOffset, pairSpan } = format;
+  const half = pairSpan / 2;
+  const blocks = rows.length / blockSize;
+  out.fill(0, 0, need);
+  for (let b = 0; b < blocks; b++) {
+    const bo = b * blockBytes;
+    for (let s = 0; s < blockSize / subBlockSize; s++) {
+      const start = b * blockSize + s * subBlockSize;
+      sub.load(rows, xBits, start, nPerRow, search.invOuter, weights);
+      const code = sub.choose(search);
+      out[bo + scaleOffset + s] = code;
+      sub.codes(code, codes);
+      for (let j = 0; j < subBlockSize; j++) {
+        const i = s * subBlockSize + j;
+        const unit = Math.floor(i / pairSpan);
+        const k = i - unit * pairSpan;
+        const byte = bo + codeOffset + unit * half + (k % half);
+        out[byte]! |= k < half ? codes[j]! : codes[j]! << 4;
+      }
+    }
+  }
+}
+
+/**
+ * Encodes whole rows of float32 into an FP4 format on the CPU.
+ *
+ * @param format the format (see `FP4_FORMATS`).
+ * @param rows `rows.length / nPerRow` rows, row-major.
+ * @param nPerRow elements per row, a multiple of the block size.
+ * @returns the encoded bytes, `fp4Bytes(format, rows.length)` long.
+ * @throws {Fp4InputError} for a NaN or ±inf element (or one the outer scale overflows).
+ * @throws {RangeError} for options or sizes that do not fit (see `resolveFp4Search`).
+ *
+ * @example All-zero block
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { FP4_FORMATS } from "./formats.ts";
+ * import { encodeFp4RowsCpu } from "./encode_cpu.ts";
+ * deepStrictEqual(encodeFp4RowsCpu(FP4_FORMATS.mxfp4, new Float32Array(32), 32), new Uint8Array(17));
+ * ```
+ */
+export function encodeFp4RowsCpu(
+  format: Fp4Format,
+  rows: Float32Array,
+  nPerRow: number,
+  options: Fp4SearchOptions = {},
+): Uint8Array {
+  const search = resolveFp4Search(format, nPerRow, options);
+  const weights = fp4Weights(format, rows, nPerRow, search);
+  const out = new Uint8Array(fp4Bytes(format, rows.length));
+  encodeFp4IntoCpu(format, rows, nPerRow, search, weights, out);
+  return out;
+}

@@ -1,0 +1,38 @@
+/**
+ * The error an FP4 encoder throws for an input element it cannot encode (NaN, ±inf, or a value
+ * that overflows float32 once divided by the outer scale). It carries the position so that the
+ * converter can name the tensor and the element.
+ *
+ * @module
+ */
+
+/** An input element an FP4 encoder cannot encode. */
+export class Fp4InputError extends RangeError {
+  /** Index of the element in the rows passed to the encoder. */
+  readonly index: number;
+  /** Its row in those rows. */
+  readonly row: number;
+  /** Its column. */
+  readonly column: number;
+
+  /**
+   * @param label the format's label ("NVFP4").
+   * @param index element index in the encoder's input.
+   * @param nPerRow elements per row.
+   * @param reason the rest of the sentence: "is NaN", "is infinite", ...
+   */
+  constructor(label: string, index: number, nPerRow: number, reason: string) {
+    const row = Math.floor(index / nPerRow);
+    const column = index - row * nPerRow;
+    super(`Cannot encode ${label} as element ${index} (row ${row}, column ${column}) ${reason}`);
+    this.name = "Fp4InputError";
+    this.index = index;
+    this.row = row;
+    this.column = column;
+  }
+}
+
+/** Why a float32 cannot be encoded: "is NaN" or "is infinite". */
+export function nonFiniteReason(value: number): string {
+  return Number.isNaN(value) ? "is NaN" : "is infinite";
+}

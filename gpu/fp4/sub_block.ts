@@ -1,0 +1,357 @@
+/**
+ * One FP4 sub-block (the elements sharing a scale byte) and everything the encoder asks of it:
+ * its rtn code, the weighted squared error of any candidate scale code, the element codes for a
+ * scale, and the choice of a code under each search mode. This is the CPU twin's core; the WGSL
+ * kernel (encode.wgsl) is the same algorithm line by line.
+ *
+ * Float32 semantics. Every value is a float32 held in a float64; each float32 operation is
+ * reproduced by one `Math.fround` (a product of two float32 values is exact in float64, and a sum,
+ * quotient or square root rounded to float64 and then to float32 is the correctly rounded float32
+ * result). Nothing needs division, log2, sqrt or fused multiply-add on the GPU:
+ *
+ * - Scaled domain. A sub-block with amax = m·2^E is worked on as x' = x·2^-E' (E' = min(E, 126)),
+ *   so x' < 4, and a candidate half scale H = sig·2^exp becomes d' = sig·2^(exp−E'). Scaling by
+ *   a power of two commutes with float32 rounding, so decisions equal those on the raw values,
+ *   but nothing overflows (huge weights) and no scale is subnormal (E8M0 down to 2^-127).
+ * - Flushing. Results below 2^-125 in magnitude are set to 0, and subnormal inputs read as 0.
+ *   GPUs may flush subnormals (with tininess before or after rounding) or keep them; flushing
+ *   explicitly at twice the smallest normal gives the same values either way.
+ * - Exact products. levels (≤ 4 significant bits) × d' (≤ 4 bits) is exact, so `x − level·d'`
+ *   is one rounding with or without contraction into an FMA. The error sum `s + (w·e)·e` would
+ *   change under contraction; the kernel passes each term through an integer XOR with a runtime
+ *   zero, which no compiler can see through.
+ * - Candidates whose d' is below 2^-120 or above 2^40 code every element 0 (above 2^40 that is
+ *   exactly what the arithmetic gives; below 2^-120 it is our definition, unreachable by the rtn
+ *   codes of NVFP4 and MXFP4).
+ *
+ * Element codes ("nearest", ggml's `best_index_mxfp4`): for |x| ≤ level7·d the first minimum of
+ * float32 |level·d − x| is the nearest level with ties to the smaller one, because between two
+ * adjacent levels (at most a factor 2 apart) both differences are exact (Sterbenz), so it is
+ * decided by comparing |x| with the exact midpoints. Beyond the top level the differences are
+ * computed as ggml does; when |x|/d passes ~2^22 they round to equal values and code 0 wins, as
+ * in ggml. ("reciprocal", ROCmFP4): a = fl(|x|·fl(1/d)) compared with the midpoints, ties down.
+ *
+ * Error of a candidate: Σ_j (w_j·e_j)·e_j in element order, e_j = |x'_j| − level_j·d', with
+ * per-sub-block weights w normalised by a power of two (max in [1, 4)).
+ *
+ * `full` mode is the exhaustive argmin over codes [minSearchCode, maxCode], lowest code on ties,
+ * computed on a pruned range:
+ * - Above: let U be the first code with d' ≥ amax' ("nearest") or d' ≥ 4·amax' ("reciprocal").
+ *   From U up every element is at level 0 or 1 (reciprocal: 0), each |e| = min(|x|, d'−|x|) is
+ *   exact and does not fall as d' rises, so no code above U is strictly better (reciprocal: all
+ *   errors are equal). Ties go to the lower code, so codes above U never win.
+ * - Below: let m be the smallest |x'| with a nonzero weight and c_lo the first code with
+ *   level7·d' ≥ m. Below c_lo every weighted element saturates at the top level and its float32
+ *   error does not fall as d' falls, so E(c) does not rise with c there. The search starts at
+ *   c_lo − 1 and, if that code wins, walks down while the error stays equal, which finds the
+ *   lowest code of the tie as the exhaustive search would.
+ * When every weight or |x| is zero every error is 0 and the lowest code wins.
+ *
+ * @module
+ */
+import type { Fp4Format } from "./formats.ts";
+import { MODE_FULL, MODE_RTN, type ResolvedFp4Search } from "./search_options.ts";
+import { type Fp4Tables, lookupThreshold } from "./tables.ts";
+import { type Fp4Weights, WEIGHTS_COLUMN, WEIGHTS_NONE } from "./weights.ts";
+
+/** Results smaller than this in magnitude are flushed to 0. */
+export const FLUSH_BELOW = 2 ** -125;
+/** Smallest positive normal float32. */
+const MIN_NORMAL = 2 ** -126;
+/** Candidates with d' = sig·2^k, k outside [LOW_K, HIGH_K], code every element 0. */
+export const LOW_K = -120;
+export const HIGH_K = 40;
+
+const f = Math.fround;
+
+function flush(v: number): number {
+  return v < FLUSH_BELOW && v > -FLUSH_BELOW ? 0 : v;
+}
+
+/** Unbiased exponent of a positive normal float32 (floor(log2 v)), exact for any v ≥ 2^-126. */
+function exponentOf(v: number, scratch: Float32Array, bits: Uint32Array): number {
+  scratch[0] = v;
+  return (bits[0]! >>> 23) - 127;
+}
+
+/** A sub-block being encoded; reused across sub-blocks of one call. */
+export class Fp4SubBlock {
+  readonly #format: Fp4Format;
+  readonly #tables: Fp4Tables;
+  readonly #levels: Float64Array;
+  readonly #mids: Float64Array;
+  readonly #reciprocal: boolean;
+  readonly #scratch = new Float32Array(1);
+  readonly #scratchBits = new Uint32Array(this.#scratch.buffer);
+  /** |x'| per element (scaled, flushed). */
+  readonly ax = new Float64Array(32);
+  /** Normalised weight per element. */
+  readonly w = new Float64Array(32);
+  /** 1 where the input element is negative (sign bit set). */
+  readonly neg = new Uint8Array(32);
+  /** Element count. */
+  n = 0;
+  /** amax after the outer scale, before scaling; 0 for an all-zero sub-block. */
+  amax = 0;
+  /** Float32 bits of amax. */
+  amaxBits = 0;
+  /** E' = min(exponent of amax, 126). */
+  ec = 0;
+  /** amax·2^-E'. */
+  amaxScaled = 0;
+  /** Smallest |x'| with a nonzero weight, or Infinity. */
+  minWeighted = Infinity;
+  /** The error with every element at code 0. */
+  zeroError = 0;
+
+  constructor(format: Fp4Format, tables: Fp4Tables) {
+    this.#format = format;
+    this.#tables = tables;
+    this.#levels = Float64Array.from(format.levels);
+    this.#mids = new Float64Array(7);
+    for (let k = 0; k < 7; k++) this.#mids[k] = (format.levels[k]! + format.levels[k + 1]!) / 2;
+    this.#reciprocal = format.elementRule === "reciprocal";
+    this.n = format.subBlockSize;
+  }
+
+  /**
+   * Reads the sub-block at `start` of `x` (bits `xBits`, the same memory) with its weights.
+   * Inputs must be finite and, after the outer scale, finite (the caller checks).
+   */
+  load(
+    x: Float32Array,
+    xBits: Uint32Array,
+    start: number,
+    nPerRow: number,
+    invOuter: number,
+    weights: Fp4Weights,
+  ): void {
+    const n = this.n;
+    const ax = this.ax;
+    const w = this.w;
+    let amax = 0;
+    for (let j = 0; j < n; j++) {
+      const bits = xBits[start + j]!;
+      this.neg[j] = bits >>> 31;
+      let a = (bits & 0x7f800000) === 0 ? 0 : Math.abs(x[start + j]!);
+      if (invOuter !== 1) a = flush(f(a * invOuter));
+      ax[j] = a;
+      if (a > amax) amax = a;
+    }
+    this.amax = amax;
+    let wmax = 0;
+    if (weights.kind === WEIGHTS_NONE) {
+      w.fill(1, 0, n);
+    } else {
+      const data = weights.data;
+      const column = weights.kind === WEIGHTS_COLUMN;
+      for (let j = 0; j < n; j++) {
+        const v = column ? data[(start + j) % nPerRow]! : data[start + j]!;
+        const wv = v < MIN_NORMAL ? 0 : v;
+        w[j] = wv;
+        if (wv > wmax) wmax = wv;
+      }
+    }
+    if (amax === 0) {
+      this.minWeighted = Infinity;
+      this.zeroError = 0;
+      return;
+    }
+    const scratch = this.#scratch;
+    const bitsView = this.#scratchBits;
+    scratch[0] = amax;
+    this.amaxBits = bitsView[0]!;
+    const e = (this.amaxBits >>> 23) - 127;
+    this.ec = e < 126 ? e : 126;
+    const p = 2 ** -this.ec;
+    for (let j = 0; j < n; j++) ax[j] = flush(f(ax[j]! * p));
+    this.amaxScaled = amax * p;
+    if (wmax > 0) {
+      const ew = exponentOf(wmax, scratch, bitsView);
+      const pw = 2 ** -(ew < 126 ? ew : 126);
+      for (let j = 0; j < n; j++) w[j] = flush(f(w[j]! * pw));
+    }
+    let minWeighted = Infinity;
+    let zero = 0;
+    for (let j = 0; j < n; j++) {
+      const a = ax[j]!;
+      const wj = w[j]!;
+      if (wj > 0 && a > 0 && a < minWeighted) minWeighted = a;
+      const t1 = flush(f(wj * a));
+      zero = f(zero + flush(f(t1 * a)));
+    }
+    this.minWeighted = minWeighted;
+    this.zeroError = zero;
+  }
+
+  /** The rtn code of the loaded sub-block (top level, or level 4 when `four`). */
+  rtnCode(four: boolean): number {
+    if (this.amax === 0) return 0;
+    const t = this.#tables;
+    return lookupThreshold(four ? t.thresholdsFour : t.thresholdsTop, this.amaxBits);
+  }
+
+  /** The exponent k of d' = sig·2^k for a code, or null when its scale is zero. */
+  #k(code: number): number | null {
+    return this.#tables.hSig[code]! === 0 ? null : this.#tables.hExp[code]! - this.ec;
+  }
+
+  /** d' of a code, or 0 when every element takes code 0 (zero scale or k out of range). */
+  scaledHalf(code: number): number {
+    const k = this.#k(code);
+    if (k === null || k < LOW_K || k > HIGH_K) return 0;
+    return this.#tables.hSig[code]! * 2 ** k;
+  }
+
+  /** The level index 0..7 of element j for a nonzero d' (and rp = fl(1/d') for reciprocal). */
+  #level(a: number, d: number, rp: number): number {
+    const mids = this.#mids;
+    if (this.#reciprocal) {
+      const r = flush(f(a * rp));
+      let m = 0;
+      while (m < 7 && r > mids[m]!) m++;
+      return m;
+    }
+    const levels = this.#levels;
+    if (a > levels[7]! * d) {
+      let best = 0;
+      let bestErr = a;
+      for (let m = 1; m < 8; m++) {
+        const err = flush(f(a - levels[m]! * d));
+        if (err < bestErr) {
+          best = m;
+          bestErr = err;
+        }
+      }
+      return best;
+    }
+    let m = 0;
+    while (m < 7 && a > mids[m]! * d) m++;
+    return m;
+  }
+
+  /** fl(1/d') for the reciprocal rule: fl(1/sig)·2^-k, exact. */
+  #reciprocalOf(code: number): number {
+    return this.#tables.rSig[code]! * 2 ** -(this.#tables.hExp[code]! - this.ec);
+  }
+
+  /** Weighted squared error of the loaded sub-block with scale code `code`. */
+  error(code: number): number {
+    if (this.amax === 0) return 0;
+    const d = this.scaledHalf(code);
+    if (d === 0) return this.zeroError;
+    const rp = this.#reciprocal ? this.#reciprocalOf(code) : 0;
+    const levels = this.#levels;
+    const ax = this.ax;
+    const w = this.w;
+    let sum = 0;
+    for (let j = 0; j < this.n; j++) {
+      const a = ax[j]!;
+      const q = levels[this.#level(a, d, rp)]! * d;
+      const e = flush(f(a - q));
+      const t1 = flush(f(w[j]! * e));
+      sum = f(sum + flush(f(t1 * e)));
+    }
+    return sum;
+  }
+
+  /** Writes the 4-bit code of each element for scale code `code` into `codes`. */
+  codes(code: number, codes: Uint8Array): void {
+    const n = this.n;
+    const d = this.amax === 0 ? 0 : this.scaledHalf(code);
+    if (d === 0) {
+      codes.fill(0, 0, n);
+      return;
+    }
+    const rp = this.#reciprocal ? this.#reciprocalOf(code) : 0;
+    for (let j = 0; j < n; j++) {
+      const m = this.#level(this.ax[j]!, d, rp);
+      codes[j] = m !== 0 && this.neg[j] === 1 ? m | 8 : m;
+    }
+  }
+
+  /** The scale code the search picks for the loaded sub-block. */
+  choose(search: ResolvedFp4Search): number {
+    if (this.amax === 0) return 0;
+    const base = this.rtnCode(false);
+    if (search.mode === MODE_FULL) return this.#full();
+    let best = base;
+    if (search.mode === MODE_RTN) {
+      if (search.fourOverSix) {
+        const four = this.rtnCode(true);
+        if (four !== base && this.error(four) < this.error(base)) best = four;
+      }
+      return best;
+    }
+    const lo = this.#format.minSearchCode;
+    const hi = this.#format.maxCode;
+    let bestErr = this.error(base);
+    for (let k = 1; k <= search.window; k++) {
+      const below = base - k;
+      const above = base + k;
+      if (below < lo && above > hi) break;
+      if (below >= lo && below <= hi) {
+        const e = this.error(below);
+        if (e < bestErr) {
+          best = below;
+          bestErr = e;
+        }
+      }
+      if (above >= lo && above <= hi) {
+        const e = this.error(above);
+        if (e < bestErr) {
+          best = above;
+          bestErr = e;
+        }
+      }
+    }
+    if (search.fourOverSix && this.error(this.rtnCode(true)) < bestErr) best = this.rtnCode(true);
+    return best;
+  }
+
+  /** First code c in [from, to] where `test(c)` holds (monotone: false...true), or to + 1. */
+  #firstWhere(from: number, to: number, test: (c: number) => boolean): number {
+    let lo = from;
+    let hi = to + 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (test(mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  #full(): number {
+    const lo = this.#format.minSearchCode;
+    const hi = this.#format.maxCode;
+    if (this.minWeighted === Infinity) return lo;
+    const top = this.#levels[7]!;
+    const m = this.minWeighted;
+    const cLo = this.#firstWhere(lo, hi, (c) => {
+      const k = this.#k(c)!;
+      if (k < LOW_K) return false;
+      return k > HIGH_K || top * this.#tables.hSig[c]! * 2 ** k >= m;
+    });
+    const start = cLo > hi ? hi : cLo > lo ? cLo - 1 : lo;
+    const limit = this.#reciprocal ? 4 * this.amaxScaled : this.amaxScaled;
+    let end = this.#firstWhere(start, hi, (c) => {
+      const k = this.#k(c)!;
+      if (k < LOW_K) return false;
+      return k > HIGH_K || this.#tables.hSig[c]! * 2 ** k >= limit;
+    });
+    if (end > hi) end = hi;
+    let best = start;
+    let bestErr = this.error(start);
+    for (let c = start + 1; c <= end; c++) {
+      const e = this.error(c);
+      if (e < bestErr) {
+        best = c;
+        bestErr = e;
+      }
+    }
+    if (best === start) {
+      for (let c = start - 1; c >= lo && this.error(c) === bestErr; c--) best = c;
+    }
+    return best;
+  }
+}
