@@ -63,9 +63,11 @@ try {
   console.log(`   ${same}/${NEW_TOKENS} greedy tokens agree (random weights: the words are noise,`);
   console.log(`   the agreement is the point)`);
   console.log("4. stats");
-  console.log(`   tensors ${stats.tensors}, read ${formatBytes(stats.bytesRead)}, wrote ` +
-    `${formatBytes(stats.bytesWritten)} in ${stats.seconds.toFixed(2)} s ` +
-    `(${stats.mbPerSecond.toFixed(1)} MB/s), peak RSS ${formatBytes(stats.peakRssBytes)}`);
+  console.log(
+    `   tensors ${stats.tensors}, read ${formatBytes(stats.bytesRead)}, wrote ` +
+      `${formatBytes(stats.bytesWritten)} in ${stats.seconds.toFixed(2)} s ` +
+      `(${stats.mbPerSecond.toFixed(1)} MB/s), peak RSS ${formatBytes(stats.peakRssBytes)}`,
+  );
   if (same < NEW_TOKENS / 2) {
     console.error("demo: llama.cpp and the reference disagree — something is wrong");
     Deno.exitCode = 1;

@@ -75,14 +75,30 @@ async function sluiceConvert(type: string): Promise<_Convert> {
   const out = `${WORK}/out-${type}.gguf`;
   const t0 = performance.now();
   const run = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}cli.ts`, "convert", MODEL, "-o", out, "--type", type, "--tokenizer-pre", "llama-bpe", "--log-format", "json"],
+    args: [
+      "run",
+      "-A",
+      `${ROOT}cli.ts`,
+      "convert",
+      MODEL,
+      "-o",
+      out,
+      "--type",
+      type,
+      "--tokenizer-pre",
+      "llama-bpe",
+      "--log-format",
+      "json",
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
   const seconds = (performance.now() - t0) / 1000;
   const log = new TextDecoder().decode(run.stderr);
   if (!run.success) throw new Error(`sluice convert failed:\n${log}`);
-  const done = log.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.type === "done");
+  const done = log.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) =>
+    e.type === "done"
+  );
   const outputBytes = (await Deno.stat(out)).size;
   await Deno.remove(out);
   return { seconds, peakRss: done.stats.peakRssBytes, outputBytes };
@@ -94,7 +110,9 @@ async function ggmlQ8Anchor(): Promise<{ elementsPerSecond: number; elements: nu
   const headers = await readCheckpointHeaders(source);
   const t = headers[0]!.tensors.find((t) => t.name.endsWith("mlp.up_proj.weight"))!;
   const raw = new Uint8Array(t.end - t.start);
-  for await (const p of source.readRanges([{ path: headers[0]!.file, start: t.start, end: t.end }])) {
+  for await (
+    const p of source.readRanges([{ path: headers[0]!.file, start: t.start, end: t.end }])
+  ) {
     raw.set(p.bytes, p.offset);
   }
   const values = new Float32Array(raw.length / 2);
@@ -126,16 +144,28 @@ export async function benchCore(): Promise<void> {
   const mb = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(0);
   const rows = [
     ["cp + sync (anchor)", cpSeconds, mb(inputBytes, cpSeconds), "-", "1.00"],
-    ["sluice bf16", bf16.seconds, mb(inputBytes, bf16.seconds), (bf16.peakRss / 2 ** 20).toFixed(0), (cpSeconds / bf16.seconds).toFixed(2)],
+    [
+      "sluice bf16",
+      bf16.seconds,
+      mb(inputBytes, bf16.seconds),
+      (bf16.peakRss / 2 ** 20).toFixed(0),
+      (cpSeconds / bf16.seconds).toFixed(2),
+    ],
     ["sluice q8_0", q8.seconds, mb(inputBytes, q8.seconds), (q8.peakRss / 2 ** 20).toFixed(0), "-"],
   ];
   console.log("\nrun                      seconds   MB/s(in)  peak RSS MiB  × cp");
   for (const [name, s, rate, rss, ratio] of rows) {
-    console.log(`${String(name).padEnd(24)} ${Number(s).toFixed(2).padStart(7)} ${String(rate).padStart(10)} ${String(rss).padStart(13)} ${String(ratio).padStart(5)}`);
+    console.log(
+      `${String(name).padEnd(24)} ${Number(s).toFixed(2).padStart(7)} ${
+        String(rate).padStart(10)
+      } ${String(rss).padStart(13)} ${String(ratio).padStart(5)}`,
+    );
   }
   const sluiceQ8Rate = elements / q8.seconds;
   console.log(
-    `\nQ8_0: sluice end-to-end ${(sluiceQ8Rate / 1e6).toFixed(0)} Melem/s (read+decode+quantize+write) ` +
+    `\nQ8_0: sluice end-to-end ${
+      (sluiceQ8Rate / 1e6).toFixed(0)
+    } Melem/s (read+decode+quantize+write) ` +
       `vs ggml quantize_q8_0 single-thread ${(ggml.elementsPerSecond / 1e6).toFixed(0)} Melem/s ` +
       `→ ratio ${(sluiceQ8Rate / ggml.elementsPerSecond).toFixed(2)}× (target ≥ 0.5)`,
   );

@@ -139,7 +139,7 @@ export class HubSource implements ModelSource {
     const limits = retryLimits(options);
     const gate = new RateGate();
     const onEvent = _safeSink(options.onEvent, token);
-    const baseFetch = options.fetch ?? globalThis.fetch;
+    const baseFetch: typeof fetch = options.fetch ?? ((input, init) => fetch(input, init));
     const apiFetch = retryingFetch({ fetch: baseFetch, limits, gate, onEvent });
     const accessToken = token ?? undefined;
     const asked = revision ?? null;
@@ -388,6 +388,18 @@ function _scrub(error: unknown, token: string | null): unknown {
     seen.add(e);
     if (e.message.includes(token)) e.message = e.message.replaceAll(token, "hf_***");
     if (e.stack?.includes(token)) e.stack = e.stack.replaceAll(token, "hf_***");
+    // Fields such as HubApiError.data hold the server's answer.
+    const fields = e as unknown as Record<string, unknown>;
+    for (const key of Object.keys(e)) {
+      const value = fields[key];
+      if (key === "cause" || value === null || value === undefined) continue;
+      try {
+        const text = JSON.stringify(value);
+        if (text?.includes(token)) fields[key] = JSON.parse(text.replaceAll(token, "hf_***"));
+      } catch {
+        fields[key] = "(removed: could not check it for the token)";
+      }
+    }
   }
   return error;
 }

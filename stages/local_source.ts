@@ -104,6 +104,6 @@ export class LocalSource implements ModelSource {
         offset += want;
       },
       cancel: closeAll,
-    }, { highWaterMark: 1 });
+    }, { highWaterMark: 2 });
   }
 }

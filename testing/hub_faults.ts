@@ -7,8 +7,16 @@
 
 /** One misbehaviour of the server. */
 export type HubFault =
-  /** Answer this status instead (429, 500, 503...), with `Retry-After` seconds when given. */
-  | { readonly kind: "status"; readonly status: number; readonly retryAfter?: number }
+  /**
+   * Answer this status instead (429, 500, 503...), with `Retry-After` seconds when given. With
+   * `echo`, the JSON error repeats the request's `Authorization` header, as a careless proxy might.
+   */
+  | {
+    readonly kind: "status";
+    readonly status: number;
+    readonly retryAfter?: number;
+    readonly echo?: boolean;
+  }
   /** Break the connection after this many body bytes (Content-Length promised more). */
   | { readonly kind: "drop"; readonly afterBytes: number }
   /** Send nothing for `ms` after this many body bytes, then go on. */

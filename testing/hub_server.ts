@@ -63,6 +63,8 @@ export interface RecordedRequest {
   readonly file: string | null;
   readonly range: string | null;
   readonly authorization: string | null;
+  /** `Date.now()` when it arrived. */
+  readonly time: number;
   status: number;
   /** Body bytes sent. */
   bytes: number;
@@ -262,6 +264,7 @@ export class HubTestServer implements AsyncDisposable {
       file: null,
       range: request.headers.get("Range"),
       authorization: request.headers.get("Authorization"),
+      time: Date.now(),
       status: 0,
       bytes: 0,
     };
@@ -290,7 +293,7 @@ export class HubTestServer implements AsyncDisposable {
     );
     if (kind === "api") {
       const fault = this.#fault("api", request.method, null, false);
-      if (fault?.kind === "status") return answer(_injected(fault.status, fault.retryAfter));
+      if (fault?.kind === "status") return answer(_injected(fault, request));
       const denied = this.#authorize(repo, request);
       if (denied !== null) return answer(denied);
       return answer(this.#api(repo!, segments.slice(4), url));
@@ -399,7 +402,7 @@ export class HubTestServer implements AsyncDisposable {
       path,
       !file.lfs && request.method === "GET",
     );
-    if (fault?.kind === "status") return _injected(fault.status, fault.retryAfter);
+    if (fault?.kind === "status") return _injected(fault, request);
     const changed = fault?.kind === "changed";
     const etag = `"${
       changed ? `${file.sha256.slice(0, 60)}beef` : file.lfs ? file.sha256 : file.oid
@@ -442,7 +445,7 @@ export class HubTestServer implements AsyncDisposable {
     const file = this.#repos.get(`${owner}/${name}`)?.commits.get(sha)?.files.get(path.join("/"));
     if (file === undefined) return _error(404, null, "NoSuchKey");
     const fault = this.#fault("cdn", request.method, file.path, request.method === "GET");
-    if (fault?.kind === "status") return _injected(fault.status, fault.retryAfter);
+    if (fault?.kind === "status") return _injected(fault, request);
     if (fault?.kind === "expired") {
       return new Response("AccessDenied: Request has expired", { status: 403 });
     }
@@ -502,11 +505,18 @@ export class HubTestServer implements AsyncDisposable {
   }
 }
 
-function _injected(status: number, retryAfter: number | undefined): Response {
-  const headers: Record<string, string> = retryAfter === undefined
+function _injected(fault: HubFault & { kind: "status" }, request: Request): Response {
+  const headers: Record<string, string> = fault.retryAfter === undefined
     ? {}
-    : { "Retry-After": String(retryAfter) };
-  return new Response(`injected ${status}`, { status, headers });
+    : { "Retry-After": String(fault.retryAfter) };
+  if (!fault.echo) {
+    return new Response(`injected ${fault.status}`, { status: fault.status, headers });
+  }
+  const error = `Bad request with Authorization: ${request.headers.get("Authorization")}`;
+  return Response.json({ error }, {
+    status: fault.status,
+    headers: { ...headers, ...JSON_HEADERS },
+  });
 }
 
 function _error(status: number, code: string | null, message: string): Response {

@@ -15,7 +15,12 @@ export interface PerplexityResult {
 }
 
 /** Computes llama-perplexity's score of `text` for a loaded model with context `nCtx`. */
-export function perplexity(model: LlamaModel, text: string, nCtx: number, bos: number): PerplexityResult {
+export function perplexity(
+  model: LlamaModel,
+  text: string,
+  nCtx: number,
+  bos: number,
+): PerplexityResult {
   const tokens = model.tokenize(text, true);
   const chunks = Math.floor(tokens.length / nCtx);
   const first = nCtx / 2;

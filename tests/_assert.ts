@@ -32,5 +32,8 @@ export async function assertRejects(
   errorClass: new (...args: never[]) => Error,
   pattern?: RegExp,
 ): Promise<void> {
-  await rejects(fn, (e: unknown) => e instanceof errorClass && (!pattern || pattern.test(e.message)));
+  await rejects(
+    fn,
+    (e: unknown) => e instanceof errorClass && (!pattern || pattern.test(e.message)),
+  );
 }

@@ -155,11 +155,14 @@ Deno.test("convert rejects a shard named in the index but missing", async () => 
 });
 
 Deno.test("convert rejects an unknown architecture listing the supported ones", async () => {
-  await expectFailure(async (dir) => {
-    const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-    config.architectures = ["GPT2LMHeadModel"];
-    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
-  }, /Cannot convert architecture GPT2LMHeadModel: supported are LlamaForCausalLM, MistralForCausalLM/);
+  await expectFailure(
+    async (dir) => {
+      const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+      config.architectures = ["GPT2LMHeadModel"];
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+    },
+    /Cannot convert architecture GPT2LMHeadModel: supported are LlamaForCausalLM, MistralForCausalLM/,
+  );
 });
 
 Deno.test("convert rejects an output path that is not writable", async () => {
@@ -171,11 +174,14 @@ Deno.test("convert rejects an output path that is not writable", async () => {
 });
 
 Deno.test("convert rejects NaN weights naming the tensor and removes the partial file", async () => {
-  await expectFailure(async (dir) => {
-    const path = `${dir}/model.safetensors`;
-    const { header, data } = await readParts(path);
-    const [s] = header["model.layers.1.mlp.up_proj.weight"]!.data_offsets as number[];
-    new DataView(data.buffer, data.byteOffset).setFloat32(s! + 4 * 70, NaN, true);
-    await writeParts(path, header, data);
-  }, /Cannot convert tensor blk\.1\.ffn_up\.weight \(model\.layers\.1\.mlp\.up_proj\.weight in model\.safetensors\) as element 70 is NaN/);
+  await expectFailure(
+    async (dir) => {
+      const path = `${dir}/model.safetensors`;
+      const { header, data } = await readParts(path);
+      const [s] = header["model.layers.1.mlp.up_proj.weight"]!.data_offsets as number[];
+      new DataView(data.buffer, data.byteOffset).setFloat32(s! + 4 * 70, NaN, true);
+      await writeParts(path, header, data);
+    },
+    /Cannot convert tensor blk\.1\.ffn_up\.weight \(model\.layers\.1\.mlp\.up_proj\.weight in model\.safetensors\) as element 70 is NaN/,
+  );
 });

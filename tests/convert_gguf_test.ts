@@ -24,36 +24,39 @@ async function withModel(
 }
 
 Deno.test("convert() writes metadata with llama.cpp's keys and value types", async () => {
-  await withModel({ arch: "llama", seed: 3, dtype: "BF16", maxShardBytes: 80_000 }, async (dir, work) => {
-    const out = `${work}/m.gguf`;
-    await convert({ input: dir, output: out, type: "auto", tokenizerPre: "llama-bpe" });
-    const { typedMetadata: md } = await gguf(out, { allowLocalFile: true, typedMetadata: true });
-    const expect: [string, GGUFValueType, unknown][] = [
-      ["general.architecture", STR, "llama"],
-      ["general.name", STR, "model"],
-      ["general.file_type", U32, 32], // MOSTLY_BF16: auto keeps BF16
-      ["general.quantization_version", U32, 2],
-      ["llama.block_count", U32, 2],
-      ["llama.context_length", U32, undefined],
-      ["llama.embedding_length", U32, 64],
-      ["llama.feed_forward_length", U32, 160],
-      ["llama.attention.head_count", U32, 4],
-      ["llama.attention.head_count_kv", U32, 2],
-      ["llama.rope.freq_base", F32, 10000],
-      ["llama.attention.layer_norm_rms_epsilon", F32, undefined],
-      ["llama.vocab_size", U32, undefined],
-      ["llama.rope.dimension_count", U32, 16],
-      ["tokenizer.ggml.model", STR, "gpt2"],
-      ["tokenizer.ggml.pre", STR, "llama-bpe"],
-    ];
-    const record = md as unknown as Record<string, { type: GGUFValueType; value: unknown }>;
-    for (const [key, type, value] of expect) {
-      const got = record[key];
-      assert(got, `missing ${key}`);
-      assertEquals(got.type, type, `type of ${key}`);
-      if (value !== undefined) assertEquals(got.value, value, key);
-    }
-  });
+  await withModel(
+    { arch: "llama", seed: 3, dtype: "BF16", maxShardBytes: 80_000 },
+    async (dir, work) => {
+      const out = `${work}/m.gguf`;
+      await convert({ input: dir, output: out, type: "auto", tokenizerPre: "llama-bpe" });
+      const { typedMetadata: md } = await gguf(out, { allowLocalFile: true, typedMetadata: true });
+      const expect: [string, GGUFValueType, unknown][] = [
+        ["general.architecture", STR, "llama"],
+        ["general.name", STR, "model"],
+        ["general.file_type", U32, 32], // MOSTLY_BF16: auto keeps BF16
+        ["general.quantization_version", U32, 2],
+        ["llama.block_count", U32, 2],
+        ["llama.context_length", U32, undefined],
+        ["llama.embedding_length", U32, 64],
+        ["llama.feed_forward_length", U32, 160],
+        ["llama.attention.head_count", U32, 4],
+        ["llama.attention.head_count_kv", U32, 2],
+        ["llama.rope.freq_base", F32, 10000],
+        ["llama.attention.layer_norm_rms_epsilon", F32, undefined],
+        ["llama.vocab_size", U32, undefined],
+        ["llama.rope.dimension_count", U32, 16],
+        ["tokenizer.ggml.model", STR, "gpt2"],
+        ["tokenizer.ggml.pre", STR, "llama-bpe"],
+      ];
+      const record = md as unknown as Record<string, { type: GGUFValueType; value: unknown }>;
+      for (const [key, type, value] of expect) {
+        const got = record[key];
+        assert(got, `missing ${key}`);
+        assertEquals(got.type, type, `type of ${key}`);
+        if (value !== undefined) assertEquals(got.value, value, key);
+      }
+    },
+  );
 });
 
 Deno.test("convert() writes the planned tensors in GGUF order (ne[0] = last torch dim)", async () => {
@@ -72,27 +75,49 @@ Deno.test("convert() writes the planned tensors in GGUF order (ne[0] = last torc
     assertEquals(Number(byName.get("blk.1.ffn_down.weight")!.dtype), 8);
     assertEquals(byName.get("blk.1.ffn_down.weight")!.shape.map(Number), [160, 64]);
     parsed.tensorInfos.forEach((t, i) => {
-      assertEquals(BigInt(t.offset) + BigInt(parsed.tensorDataOffset), BigInt(p.layout.tensorOffsets[i]!));
+      assertEquals(
+        BigInt(t.offset) + BigInt(parsed.tensorDataOffset),
+        BigInt(p.layout.tensorOffsets[i]!),
+      );
     });
   });
 });
 
 Deno.test("convert() output does not depend on the chunk size", async () => {
-  await withModel({ arch: "llama", seed: 5, dtype: "BF16", maxShardBytes: 50_000 }, async (dir, work) => {
-    for (const type of ["bf16", "q8_0", "f32"] as const) {
-      const small = `${work}/small.gguf`, big = `${work}/big.gguf`;
-      // 1000 bytes splits rows, heads and tensors across chunks.
-      await convert({ input: dir, output: small, type, chunkSize: 1000, tokenizerPre: "llama-bpe" });
-      await convert({ input: dir, output: big, type, tokenizerPre: "llama-bpe" });
-      assertEquals(await Deno.readFile(small), await Deno.readFile(big), type);
-    }
-  });
+  await withModel(
+    { arch: "llama", seed: 5, dtype: "BF16", maxShardBytes: 50_000 },
+    async (dir, work) => {
+      for (const type of ["bf16", "q8_0", "f32"] as const) {
+        const small = `${work}/small.gguf`, big = `${work}/big.gguf`;
+        // 1000 bytes splits rows, heads and tensors across chunks.
+        await convert({
+          input: dir,
+          output: small,
+          type,
+          chunkSize: 1000,
+          tokenizerPre: "llama-bpe",
+        });
+        await convert({ input: dir, output: big, type, tokenizerPre: "llama-bpe" });
+        assertEquals(await Deno.readFile(small), await Deno.readFile(big), type);
+      }
+    },
+  );
 });
 
 Deno.test("sluice inspect shows the planned tensor table and size without reading weights", async () => {
   await withModel({ arch: "qwen2", seed: 6, dtype: "BF16" }, async (dir) => {
     const run = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("../cli.ts", import.meta.url).pathname, "inspect", dir, "--type", "q8_0", "--tokenizer-pre", "llama-bpe"],
+      args: [
+        "run",
+        "-A",
+        new URL("../cli.ts", import.meta.url).pathname,
+        "inspect",
+        dir,
+        "--type",
+        "q8_0",
+        "--tokenizer-pre",
+        "llama-bpe",
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();

@@ -14,8 +14,12 @@ import { acquireGpu, type DeviceChoice } from "../device.ts";
 import { FP4_GPU_MIN_ELEMENTS } from "../flags.ts";
 import { encodeFp4IntoCpu } from "./encode_cpu.ts";
 import { Fp4GpuEncoder } from "./encode_gpu.ts";
-import { type Fp4Format, type Fp4FormatName, fp4Bytes, fp4Format } from "./formats.ts";
-import { type Fp4SearchOptions, resolveFp4Search, type ResolvedFp4Search } from "./search_options.ts";
+import { fp4Bytes, type Fp4Format, fp4Format, type Fp4FormatName } from "./formats.ts";
+import {
+  type Fp4SearchOptions,
+  type ResolvedFp4Search,
+  resolveFp4Search,
+} from "./search_options.ts";
 import { fp4Weights } from "./weights.ts";
 
 /** Options of {@linkcode encodeFp4Rows} and {@linkcode createFp4Encoder}. */
@@ -109,7 +113,8 @@ export async function createFp4Encoder(
   const search = resolveFp4Search(f, nPerRow, options);
   const choice = options.device ?? "auto";
   const gpu = await acquireGpu(choice);
-  return new Encoder(f, nPerRow, search, gpu === null ? null : new Fp4GpuEncoder(gpu, f), choice === "gpu");
+  const kernel = gpu === null ? null : await Fp4GpuEncoder.create(gpu, f);
+  return new Encoder(f, nPerRow, search, kernel, choice === "gpu");
 }
 
 /**

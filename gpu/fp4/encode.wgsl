@@ -4,28 +4,14 @@
 // below 2^-125, compare bits instead of dividing, and keep the error sum out of reach of FMA
 // contraction with opaque().
 //
-// Format geometry is baked in through override constants (one pipeline per format); everything
-// else is a uniform. Each invocation encodes BLOCKS_PER_THREAD consecutive blocks, a whole number
-// of 32-bit words of output.
-
-override BLOCK: u32 = 64u;
-override SUB: u32 = 16u;
-override BLOCK_BYTES: u32 = 36u;
-override SCALE_OFFSET: u32 = 0u;
-override CODE_OFFSET: u32 = 4u;
-override PAIR: u32 = 16u;
-override BLOCKS_PER_THREAD: u32 = 1u;
-override MIN_CODE: u32 = 1u;
-override MAX_CODE: u32 = 126u;
-override RECIPROCAL: bool = false;
-override L1: f32 = 1.0;
-override L2: f32 = 2.0;
-override L3: f32 = 3.0;
-override L4: f32 = 4.0;
-override L5: f32 = 6.0;
-override L6: f32 = 8.0;
-override L7: f32 = 12.0;
-override WORKGROUP: u32 = 64u;
+// Formats are data: geometry and codebook arrive in the uniform block and the lookup tables in a
+// storage buffer, so one pipeline serves every format (llvmpipe spends seconds compiling each
+// pipeline). Each invocation encodes one sub-block and ORs its bytes into the output words, which
+// the shell clears first: blocks of 17, 18 or 9 bytes share words.
+//
+// Loop budget: llvmpipe (Mesa's software driver, our CI adapter) silently ends every loop of an
+// invocation once the invocation has run 65535 loop iterations in total. Levels are therefore
+// picked without loops, and the worst case here (511 candidates of 32 elements) stays near 17k.
 
 struct Params {
   n_blocks: u32,
@@ -38,8 +24,17 @@ struct Params {
   max_abs_bits: u32,  // largest |x| bits that inv_outer does not overflow
   zero: u32,          // always 0; see opaque()
   stride_y: u32,      // invocations per row of the 2-D dispatch
-  pad0: u32,
-  pad1: u32,
+  n_words: u32,       // output length in 32-bit words
+  block: u32,         // elements per block
+  sub: u32,           // elements per scale
+  block_bytes: u32,
+  scale_offset: u32,  // byte of sub-block 0's scale in a block
+  code_offset: u32,   // first code byte in a block
+  pair: u32,          // elements per nibble-pairing unit
+  min_code: u32,      // lowest code the searches try
+  max_code: u32,      // highest code written
+  reciprocal: u32,    // 1: ROCmFP4's x·fl(1/d) element rule; 0: ggml's nearest
+  levels: array<vec4<f32>, 2>, // magnitudes of codes 0..7 in half-scale units
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -48,22 +43,27 @@ struct Params {
 // thresholds top [0, 256), thresholds four [256, 512), hSig bits [512, 768),
 // hExp [768, 1024), rSig bits [1024, 1280)
 @group(0) @binding(3) var<storage, read> tables: array<u32>;
-@group(0) @binding(4) var<storage, read_write> out_words: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out_words: array<atomic<u32>>;
 // [0]: first non-finite element, [1]: first element the outer scale overflows
 @group(0) @binding(5) var<storage, read_write> flags: array<atomic<u32>, 2>;
 
 const MODE_RTN: u32 = 0u;
 const MODE_WINDOW: u32 = 1u;
+const MODE_FULL: u32 = 2u;
 const LOW_K: i32 = -120;
 const HIGH_K: i32 = 40;
 const NO_K: i32 = -100000;
+const SKIP: i32 = -1;
+const DONE: i32 = -2;
 
 var<private> levels: array<f32, 8>;
 var<private> mids: array<f32, 7>;
+var<private> reciprocal: bool;
 var<private> ax: array<f32, 32>;
 var<private> wv: array<f32, 32>;
 var<private> neg_mask: u32;
-var<private> words: array<u32, 17>;
+// Output words of the current block, relative to the word holding its first byte.
+var<private> words: array<u32, 10>;
 var<private> amax: f32;
 var<private> amax_bits: u32;
 var<private> ec: i32;
@@ -91,10 +91,11 @@ fn exponent_of(v: f32) -> i32 {
 }
 
 fn load_sub(start: u32) {
+  let n = params.sub;
   var am = 0.0;
   neg_mask = 0u;
   let use_outer = params.inv_outer != 1.0;
-  for (var j = 0u; j < SUB; j++) {
+  for (var j = 0u; j < n; j++) {
     let i = start + j;
     let bits = xs[i];
     var a = 0.0;
@@ -116,7 +117,7 @@ fn load_sub(start: u32) {
   }
   amax = am;
   var wmax = 0.0;
-  for (var j = 0u; j < SUB; j++) {
+  for (var j = 0u; j < n; j++) {
     var w = 1.0;
     if (params.weight_kind != 0u) {
       var raw: u32;
@@ -138,22 +139,22 @@ fn load_sub(start: u32) {
   amax_bits = bitcast<u32>(am);
   ec = min(exponent_of(am), 126);
   let p = pow2(-ec);
-  for (var j = 0u; j < SUB; j++) {
-    ax[j] = flush(ax[j] * p);
-  }
   amax_scaled = am * p;
+  var pw = 1.0;
   if (wmax > 0.0) {
-    let pw = pow2(-min(exponent_of(wmax), 126));
-    for (var j = 0u; j < SUB; j++) {
-      wv[j] = flush(wv[j] * pw);
-    }
+    pw = pow2(-min(exponent_of(wmax), 126));
   }
   var mw = 0.0;
   has_weighted = false;
   var zero = 0.0;
-  for (var j = 0u; j < SUB; j++) {
-    let a = ax[j];
-    let w = wv[j];
+  for (var j = 0u; j < n; j++) {
+    let a = flush(ax[j] * p);
+    ax[j] = a;
+    var w = wv[j];
+    if (wmax > 0.0) {
+      w = flush(w * pw);
+      wv[j] = w;
+    }
     if (w > 0.0 && a > 0.0 && (!has_weighted || a < mw)) {
       mw = a;
       has_weighted = true;
@@ -207,32 +208,42 @@ fn reciprocal_of(code: u32) -> f32 {
   return bitcast<f32>(tables[1024u + code]) * pow2(-k_of(code));
 }
 
+fn count_above(v: f32, scale: f32) -> u32 {
+  return u32(v > mids[0] * scale) + u32(v > mids[1] * scale) + u32(v > mids[2] * scale) +
+    u32(v > mids[3] * scale) + u32(v > mids[4] * scale) + u32(v > mids[5] * scale) +
+    u32(v > mids[6] * scale);
+}
+
+fn try_level(best: ptr<function, u32>, best_err: ptr<function, f32>, m: u32, a: f32, d: f32) {
+  let err = flush(a - levels[m] * d);
+  if (err < *best_err) {
+    *best = m;
+    *best_err = err;
+  }
+}
+
+// ggml's first-minimum rule beyond the top level, where float32 distances may round together.
+fn saturated_level(a: f32, d: f32) -> u32 {
+  var best = 0u;
+  var best_err = a;
+  try_level(&best, &best_err, 1u, a, d);
+  try_level(&best, &best_err, 2u, a, d);
+  try_level(&best, &best_err, 3u, a, d);
+  try_level(&best, &best_err, 4u, a, d);
+  try_level(&best, &best_err, 5u, a, d);
+  try_level(&best, &best_err, 6u, a, d);
+  try_level(&best, &best_err, 7u, a, d);
+  return best;
+}
+
 fn level_of(a: f32, d: f32, rp: f32) -> u32 {
-  if (RECIPROCAL) {
-    let r = flush(a * rp);
-    var m = 0u;
-    while (m < 7u && r > mids[m]) {
-      m++;
-    }
-    return m;
+  if (reciprocal) {
+    return count_above(flush(a * rp), 1.0);
   }
   if (a > levels[7] * d) {
-    var best = 0u;
-    var best_err = a;
-    for (var m = 1u; m < 8u; m++) {
-      let err = flush(a - levels[m] * d);
-      if (err < best_err) {
-        best = m;
-        best_err = err;
-      }
-    }
-    return best;
+    return saturated_level(a, d);
   }
-  var m = 0u;
-  while (m < 7u && a > mids[m] * d) {
-    m++;
-  }
-  return m;
+  return count_above(a, d);
 }
 
 fn error_of(code: u32) -> f32 {
@@ -244,11 +255,11 @@ fn error_of(code: u32) -> f32 {
     return zero_error;
   }
   var rp = 0.0;
-  if (RECIPROCAL) {
+  if (reciprocal) {
     rp = reciprocal_of(code);
   }
   var sum = 0.0;
-  for (var j = 0u; j < SUB; j++) {
+  for (var j = 0u; j < params.sub; j++) {
     let a = ax[j];
     let q = levels[level_of(a, d, rp)] * d;
     let e = flush(a - q);
@@ -258,15 +269,15 @@ fn error_of(code: u32) -> f32 {
   return sum;
 }
 
-// First code in [from, to] whose d' reaches the bound (monotone), or to + 1.
+// First code in [first, last] whose d' reaches the bound (monotone), or last + 1.
 // which = 0: level7·d' ≥ min_weighted; which = 1: d' ≥ amax' (nearest) or 4·amax' (reciprocal).
-fn first_reaching(from: u32, to: u32, which: u32) -> u32 {
-  var lo = from;
-  var hi = to + 1u;
+fn first_reaching(first: u32, last: u32, which: u32) -> u32 {
+  var lo = first;
+  var hi = last + 1u;
   var bound = min_weighted;
   var factor = levels[7];
   if (which == 1u) {
-    bound = select(amax_scaled, 4.0 * amax_scaled, RECIPROCAL);
+    bound = select(amax_scaled, 4.0 * amax_scaled, reciprocal);
     factor = 1.0;
   }
   while (lo < hi) {
@@ -287,82 +298,86 @@ fn first_reaching(from: u32, to: u32, which: u32) -> u32 {
   return lo;
 }
 
-fn choose_full() -> u32 {
-  if (!has_weighted) {
-    return MIN_CODE;
+// The n-th candidate code of a search, SKIP for a code out of range, DONE after the last.
+// rtn: base (and the Four-over-Six code); window: base, base-1, base+1, ..., base+W (and the
+// Four-over-Six code); full: lo..hi ascending.
+fn candidate(n: u32, base: u32, four: u32, lo: u32, hi: u32) -> i32 {
+  if (params.mode == MODE_FULL) {
+    return select(DONE, i32(lo + n), lo + n <= hi);
   }
-  let c_lo = first_reaching(MIN_CODE, MAX_CODE, 0u);
-  var start = MIN_CODE;
-  if (c_lo > MAX_CODE) {
-    start = MAX_CODE;
-  } else if (c_lo > MIN_CODE) {
-    start = c_lo - 1u;
+  let w = select(params.window, 0u, params.mode == MODE_RTN);
+  if (n == 0u) {
+    return i32(base);
   }
-  let end = min(first_reaching(start, MAX_CODE, 1u), MAX_CODE);
-  var best = start;
-  var best_err = error_of(start);
-  for (var c = start + 1u; c <= end; c++) {
-    let e = error_of(c);
-    if (e < best_err) {
-      best = c;
-      best_err = e;
-    }
+  if (n <= 2u * w) {
+    let k = i32((n + 1u) / 2u);
+    let c = select(i32(base) + k, i32(base) - k, n % 2u == 1u);
+    return select(SKIP, c, c >= i32(params.min_code) && c <= i32(params.max_code));
   }
-  if (best == start) {
-    var c = i32(start) - 1;
-    while (c >= i32(MIN_CODE) && error_of(u32(c)) == best_err) {
-      best = u32(c);
-      c--;
-    }
+  if (n == 2u * w + 1u && params.four_over_six != 0u) {
+    return i32(four);
   }
-  return best;
+  return DONE;
 }
 
 fn choose() -> u32 {
   if (amax == 0.0) {
     return 0u;
   }
-  if (params.mode == 2u) {
-    return choose_full();
+  let full = params.mode == MODE_FULL;
+  if (full && !has_weighted) {
+    return params.min_code;
   }
-  let base = rtn_code(false);
-  let four = params.four_over_six != 0u;
-  var best = base;
-  if (params.mode == MODE_RTN) {
-    if (four) {
-      let alt = rtn_code(true);
-      if (alt != base && error_of(alt) < error_of(base)) {
-        best = alt;
-      }
+  var base = 0u;
+  var four = 0u;
+  var lo = 0u;
+  var hi = 0u;
+  if (full) {
+    let c_lo = first_reaching(params.min_code, params.max_code, 0u);
+    lo = params.min_code;
+    if (c_lo > params.max_code) {
+      lo = params.max_code;
+    } else if (c_lo > params.min_code) {
+      lo = c_lo - 1u;
     }
-    return best;
+    hi = min(first_reaching(lo, params.max_code, 1u), params.max_code);
+  } else {
+    base = rtn_code(false);
+    if (params.four_over_six == 0u && params.mode == MODE_RTN) {
+      return base;
+    }
+    four = rtn_code(params.four_over_six != 0u);
   }
-  var best_err = error_of(base);
-  for (var k = 1u; k <= params.window; k++) {
-    let below = i32(base) - i32(k);
-    let above = base + k;
-    if (below < i32(MIN_CODE) && above > MAX_CODE) {
+  var best = 0u;
+  var best_err = 0.0;
+  var n = 0u;
+  loop {
+    let c = candidate(n, base, four, lo, hi);
+    n++;
+    if (c == DONE) {
       break;
     }
-    if (below >= i32(MIN_CODE) && below <= i32(MAX_CODE)) {
-      let e = error_of(u32(below));
-      if (e < best_err) {
-        best = u32(below);
-        best_err = e;
-      }
+    if (c == SKIP) {
+      continue;
     }
-    if (above >= MIN_CODE && above <= MAX_CODE) {
-      let e = error_of(above);
-      if (e < best_err) {
-        best = above;
-        best_err = e;
-      }
+    let e = error_of(u32(c));
+    if (n == 1u || e < best_err) {
+      best = u32(c);
+      best_err = e;
     }
   }
-  if (four) {
-    let alt = rtn_code(true);
-    if (error_of(alt) < best_err) {
-      best = alt;
+  // full: below lo errors never fall as the code rises; take the lowest code of a tie.
+  if (full && best == lo) {
+    var c = lo;
+    loop {
+      if (c <= params.min_code) {
+        break;
+      }
+      c -= 1u;
+      if (error_of(c) != best_err) {
+        break;
+      }
+      best = c;
     }
   }
   return best;
@@ -372,60 +387,55 @@ fn put_byte(offset: u32, value: u32) {
   words[offset >> 2u] |= value << ((offset & 3u) * 8u);
 }
 
-fn encode_block(block: u32, byte0: u32) {
-  let half = PAIR / 2u;
-  for (var s = 0u; s < BLOCK / SUB; s++) {
-    load_sub(block * BLOCK + s * SUB);
-    let code = choose();
-    put_byte(byte0 + SCALE_OFFSET + s, code);
-    var d = 0.0;
-    if (amax != 0.0) {
-      d = scaled_half(code);
-    }
-    if (d == 0.0) {
-      continue;
-    }
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let per_block = params.block / params.sub;
+  let g = gid.x + gid.y * params.stride_y;
+  if (g >= params.n_blocks * per_block) {
+    return;
+  }
+  let block = g / per_block;
+  let s = g - block * per_block;
+  let l = params.levels;
+  levels = array<f32, 8>(l[0].x, l[0].y, l[0].z, l[0].w, l[1].x, l[1].y, l[1].z, l[1].w);
+  for (var k = 0u; k < 7u; k++) {
+    mids[k] = (levels[k] + levels[k + 1u]) * 0.5;
+  }
+  reciprocal = params.reciprocal != 0u;
+  for (var i = 0u; i < 10u; i++) {
+    words[i] = 0u;
+  }
+  let first_byte = block * params.block_bytes;
+  let lead = first_byte & 3u;
+  load_sub(block * params.block + s * params.sub);
+  let code = choose();
+  put_byte(lead + params.scale_offset + s, code);
+  var d = 0.0;
+  if (amax != 0.0) {
+    d = scaled_half(code);
+  }
+  if (d != 0.0) {
     var rp = 0.0;
-    if (RECIPROCAL) {
+    if (reciprocal) {
       rp = reciprocal_of(code);
     }
-    for (var j = 0u; j < SUB; j++) {
+    let half = params.pair / 2u;
+    for (var j = 0u; j < params.sub; j++) {
       var m = level_of(ax[j], d, rp);
       if (m != 0u && ((neg_mask >> j) & 1u) != 0u) {
         m |= 8u;
       }
-      let i = s * SUB + j;
-      let unit = i / PAIR;
-      let k = i - unit * PAIR;
-      let byte = byte0 + CODE_OFFSET + unit * half + (k % half);
+      let i = s * params.sub + j;
+      let unit = i / params.pair;
+      let k = i - unit * params.pair;
+      let byte = lead + params.code_offset + unit * half + (k % half);
       put_byte(byte, select(m << 4u, m, k < half));
     }
   }
-}
-
-@compute @workgroup_size(WORKGROUP)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let t = gid.x + gid.y * params.stride_y;
-  let first = t * BLOCKS_PER_THREAD;
-  if (first >= params.n_blocks) {
-    return;
-  }
-  levels = array<f32, 8>(0.0, L1, L2, L3, L4, L5, L6, L7);
-  for (var k = 0u; k < 7u; k++) {
-    mids[k] = (levels[k] + levels[k + 1u]) * 0.5;
-  }
-  let n_words = BLOCKS_PER_THREAD * BLOCK_BYTES / 4u;
-  for (var i = 0u; i < 17u; i++) {
-    words[i] = 0u;
-  }
-  for (var b = 0u; b < BLOCKS_PER_THREAD; b++) {
-    let block = first + b;
-    if (block >= params.n_blocks) {
-      break;
+  let word0 = first_byte >> 2u;
+  for (var i = 0u; i < 10u; i++) {
+    if (words[i] != 0u && word0 + i < params.n_words) {
+      atomicOr(&out_words[word0 + i], words[i]);
     }
-    encode_block(block, b * BLOCK_BYTES);
-  }
-  for (var i = 0u; i < n_words; i++) {
-    out_words[t * n_words + i] = words[i];
   }
 }

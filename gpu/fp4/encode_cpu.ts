@@ -5,9 +5,13 @@
  *
  * @module
  */
-import { type Fp4Format, fp4Bytes } from "./formats.ts";
+import { fp4Bytes, type Fp4Format } from "./formats.ts";
 import { Fp4InputError, nonFiniteReason } from "./input_error.ts";
-import { type Fp4SearchOptions, resolveFp4Search, type ResolvedFp4Search } from "./search_options.ts";
+import {
+  type Fp4SearchOptions,
+  type ResolvedFp4Search,
+  resolveFp4Search,
+} from "./search_options.ts";
 import { Fp4SubBlock } from "./sub_block.ts";
 import { fp4Tables } from "./tables.ts";
 import { type Fp4Weights, fp4Weights } from "./weights.ts";

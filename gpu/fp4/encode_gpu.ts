@@ -2,12 +2,14 @@
  * The WebGPU shell of the FP4 encoder: runs encode.wgsl over whole rows and returns the bytes the
  * CPU twin (encode_cpu.ts) would return, or throws the same {@link Fp4InputError}.
  *
- * Program contract: one pipeline per (device, format), named `fp4_encode_<format>`, its cache key
- * the format name, which fixes every override constant (geometry, codebook, element rule). Search
- * mode, window, weights kind and outer scale are uniforms, so one pipeline serves every call.
+ * Program contract: one pipeline per device, named `fp4_encode`, with nothing baked into the WGSL:
+ * the format (geometry, codebook, element rule), search mode, window, weights kind and outer scale
+ * are uniforms and the format's lookup tables a storage buffer (built once per device and format),
+ * so one compilation serves every call. Bindings and dispatch are assembled in `encode` only.
  *
- * Each call uploads its rows with `queue.writeBuffer`, dispatches, copies the packed words and the
- * two error flags into one staging buffer and maps it once (Deno's `mapAsync` costs ≥ 10 ms, so a
+ * One invocation encodes one sub-block and ORs its bytes into the output words, which are cleared
+ * first. Each call uploads its rows with `queue.writeBuffer`, dispatches, copies the packed words
+ * and the two error flags into one staging buffer and maps it once (Deno's `mapAsync` costs ≥ 10 ms, so a
  * call should carry millions of elements). Calls may overlap: start the next before awaiting the
  * previous and the GPU works on both. Buffers come from a pool and return to it after submission.
  *
@@ -16,111 +18,108 @@
 import kernel from "./encode.wgsl" with { type: "text" };
 import { BufferPool } from "../buffer_pool.ts";
 import type { GpuContext } from "../device.ts";
-import { type Fp4Format, fp4Bytes } from "./formats.ts";
+import { fp4Bytes, type Fp4Format } from "./formats.ts";
 import { Fp4InputError, nonFiniteReason } from "./input_error.ts";
 import type { ResolvedFp4Search } from "./search_options.ts";
 import { fp4Tables, packFp4Tables } from "./tables.ts";
 import { type Fp4Weights, WEIGHTS_COLUMN, WEIGHTS_ELEMENT, WEIGHTS_NONE } from "./weights.ts";
 
-/** Invocations per workgroup. */
+/** Invocations per workgroup (the kernel's @workgroup_size). */
 const WORKGROUP = 64;
-/** Bytes of the uniform block (12 u32). */
-const PARAMS_BYTES = 48;
+/** Bytes of the uniform block: 20 u32, then the 8 levels as two vec4. */
+const PARAMS_BYTES = 112;
 /** Flag value meaning "no element". */
 const NONE = 0xffffffff;
+/** The program name; its cache key has no other part, as formats are uniforms. */
+const PROGRAM = "fp4_encode";
 
 const STORAGE_IN = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-const STORAGE_OUT = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+const STORAGE_OUT = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 const FLAGS = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 const UNIFORM = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
 const STAGING = GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
 
-/** What one format's program needs baked in. */
-interface Fp4Program {
-  readonly name: string;
-  readonly pipeline: GPUComputePipeline;
-  readonly tables: GPUBuffer;
-  /** Blocks per invocation, so that each invocation writes whole 32-bit words. */
-  readonly blocksPerThread: number;
-  readonly wordsPerThread: number;
-}
-
-/** Per device: its buffer pool and the programs built so far. */
+/** Per device: the pipeline, a buffer pool and each format's tables. */
 interface DeviceState {
+  readonly pipeline: GPUComputePipeline;
   readonly pool: BufferPool;
-  readonly programs: Map<string, Fp4Program>;
-  readonly module: GPUShaderModule;
-  /** A 4-byte stand-in bound when there are no weights. */
+  readonly tables: Map<string, GPUBuffer>;
+  /** A stand-in bound when there are no weights. */
   readonly noWeights: GPUBuffer;
 }
 
-const states = new WeakMap<GPUDevice, DeviceState>();
+const states = new WeakMap<GPUDevice, Promise<DeviceState>>();
 
-function stateOf(device: GPUDevice): DeviceState {
+/**
+ * The kernel's state on a device, built on first use.
+ * @throws {Error} with the compiler's message when the kernel does not build.
+ */
+function stateOf(device: GPUDevice): Promise<DeviceState> {
   let state = states.get(device);
   if (state === undefined) {
-    const noWeights = device.createBuffer({ size: 16, usage: STORAGE_IN, label: "fp4_no_weights" });
-    state = {
-      pool: new BufferPool(device),
-      programs: new Map(),
-      module: device.createShaderModule({ code: kernel, label: "fp4_encode" }),
-      noWeights,
-    };
+    state = build(device);
     states.set(device, state);
+    state.catch(() => states.delete(device));
   }
   return state;
 }
 
-function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
+async function build(device: GPUDevice): Promise<DeviceState> {
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ code: kernel, label: PROGRAM });
+  const pipeline = device.createComputePipeline({
+    label: PROGRAM,
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const error = await device.popErrorScope();
+  if (error !== null) {
+    throw new Error(
+      `Cannot build the GPU program ${PROGRAM} as WebGPU rejected it: ${error.message}`,
+    );
+  }
+  return {
+    pipeline,
+    pool: new BufferPool(device),
+    tables: new Map(),
+    noWeights: device.createBuffer({ size: 16, usage: STORAGE_IN, label: `${PROGRAM}_no_weights` }),
+  };
 }
 
-function programOf(device: GPUDevice, format: Fp4Format): Fp4Program {
-  const state = stateOf(device);
-  const cached = state.programs.get(format.name);
-  if (cached !== undefined) return cached;
-  const blocksPerThread = 4 / gcd(format.blockBytes, 4);
-  const wordsPerThread = (blocksPerThread * format.blockBytes) / 4;
-  const name = `fp4_encode_${format.name}`;
-  const l = format.levels;
-  const pipeline = device.createComputePipeline({
-    label: name,
-    layout: "auto",
-    compute: {
-      module: state.module,
-      entryPoint: "main",
-      constants: {
-        BLOCK: format.blockSize,
-        SUB: format.subBlockSize,
-        BLOCK_BYTES: format.blockBytes,
-        SCALE_OFFSET: format.scaleOffset,
-        CODE_OFFSET: format.codeOffset,
-        PAIR: format.pairSpan,
-        BLOCKS_PER_THREAD: blocksPerThread,
-        MIN_CODE: format.minSearchCode,
-        MAX_CODE: format.maxCode,
-        RECIPROCAL: format.elementRule === "reciprocal" ? 1 : 0,
-        L1: l[1]!,
-        L2: l[2]!,
-        L3: l[3]!,
-        L4: l[4]!,
-        L5: l[5]!,
-        L6: l[6]!,
-        L7: l[7]!,
-        WORKGROUP,
-      },
-    },
-  });
-  const packed = packFp4Tables(fp4Tables(format));
-  const tables = device.createBuffer({
-    size: packed.byteLength,
-    usage: STORAGE_IN,
-    label: `${name}_tables`,
-  });
-  device.queue.writeBuffer(tables, 0, packed);
-  const program = { name, pipeline, tables, blocksPerThread, wordsPerThread };
-  state.programs.set(format.name, program);
-  return program;
+function tablesOf(device: GPUDevice, state: DeviceState, format: Fp4Format): GPUBuffer {
+  let buffer = state.tables.get(format.name);
+  if (buffer === undefined) {
+    const packed = packFp4Tables(fp4Tables(format));
+    buffer = device.createBuffer({
+      size: packed.byteLength,
+      usage: STORAGE_IN,
+      label: `${PROGRAM}_${format.name}_tables`,
+    });
+    device.queue.writeBuffer(buffer, 0, packed);
+    state.tables.set(format.name, buffer);
+  }
+  return buffer;
+}
+
+/** The uniform block of one dispatch. */
+function paramsOf(
+  format: Fp4Format,
+  search: ResolvedFp4Search,
+  weights: Fp4Weights,
+  blocks: number,
+  nPerRow: number,
+  strideY: number,
+  words: number,
+): Uint32Array<ArrayBuffer> {
+  const u = new Uint32Array(PARAMS_BYTES / 4);
+  const f = new Float32Array(u.buffer);
+  u.set([blocks, nPerRow, search.mode, search.window, search.fourOverSix ? 1 : 0, weights.kind]);
+  f[6] = search.invOuter;
+  u.set([search.maxAbsBits, 0, strideY, words, format.blockSize, format.subBlockSize], 7);
+  u.set([format.blockBytes, format.scaleOffset, format.codeOffset, format.pairSpan], 13);
+  u.set([format.minSearchCode, format.maxCode, format.elementRule === "reciprocal" ? 1 : 0], 17);
+  f.set(format.levels, 20);
+  return u;
 }
 
 /** One dispatch's worth of rows and its buffers. */
@@ -136,16 +135,24 @@ interface Piece {
 export class Fp4GpuEncoder {
   readonly #gpu: GpuContext;
   readonly #format: Fp4Format;
-  readonly #program: Fp4Program;
   readonly #state: DeviceState;
+  readonly #tables: GPUBuffer;
   /** Column weights uploaded once per imatrix array. */
   readonly #columnWeights = new WeakMap<Float32Array, GPUBuffer>();
 
-  constructor(gpu: GpuContext, format: Fp4Format) {
+  private constructor(gpu: GpuContext, format: Fp4Format, state: DeviceState) {
     this.#gpu = gpu;
     this.#format = format;
-    this.#program = programOf(gpu.device, format);
-    this.#state = stateOf(gpu.device);
+    this.#state = state;
+    this.#tables = tablesOf(gpu.device, state, format);
+  }
+
+  /**
+   * An encoder for one format on one GPU; the pipeline is built once per device.
+   * @throws {Error} when the kernel does not build on this device.
+   */
+  static async create(gpu: GpuContext, format: Fp4Format): Promise<Fp4GpuEncoder> {
+    return new Fp4GpuEncoder(gpu, format, await stateOf(gpu.device));
   }
 
   /** Largest whole-row element count one dispatch can take. */
@@ -170,7 +177,7 @@ export class Fp4GpuEncoder {
         buffer = device.createBuffer({
           size: Math.max(16, weights.data.byteLength),
           usage: STORAGE_IN,
-          label: `${this.#program.name}_imatrix`,
+          label: `${PROGRAM}_imatrix`,
         });
         device.queue.writeBuffer(buffer, 0, weights.data as Float32Array<ArrayBuffer>);
         this.#columnWeights.set(weights.data, buffer);
@@ -205,33 +212,30 @@ export class Fp4GpuEncoder {
     }
     const device = this.#gpu.device;
     const pool = this.#state.pool;
-    const program = this.#program;
     const step = this.#piece(nPerRow);
-    const encoder = device.createCommandEncoder({ label: program.name });
+    device.pushErrorScope("validation");
+    const encoder = device.createCommandEncoder({ label: PROGRAM });
     const pieces: Piece[] = [];
     const released: GPUBuffer[] = [];
     for (let first = 0; first < rows.length; first += step) {
       const elements = Math.min(step, rows.length - first);
       const blocks = elements / format.blockSize;
-      const threads = Math.ceil(blocks / program.blocksPerThread);
-      const paddedBytes = threads * program.wordsPerThread * 4;
+      const threads = blocks * (format.blockSize / format.subBlockSize);
+      const paddedBytes = Math.ceil((blocks * format.blockBytes) / 4) * 4;
       const workgroups = Math.ceil(threads / WORKGROUP);
       const maxX = this.#gpu.limits.maxComputeWorkgroupsPerDimension;
       const groupsX = Math.min(workgroups, maxX);
       const groupsY = Math.ceil(workgroups / groupsX);
 
-      const params = new Uint32Array(PARAMS_BYTES / 4);
-      const paramsF = new Float32Array(params.buffer);
-      params[0] = blocks;
-      params[1] = nPerRow;
-      params[2] = search.mode;
-      params[3] = search.window;
-      params[4] = search.fourOverSix ? 1 : 0;
-      params[5] = weights.kind;
-      paramsF[6] = search.invOuter;
-      params[7] = search.maxAbsBits;
-      params[8] = 0;
-      params[9] = groupsX * WORKGROUP;
+      const params = paramsOf(
+        format,
+        search,
+        weights,
+        blocks,
+        nPerRow,
+        groupsX * WORKGROUP,
+        paddedBytes / 4,
+      );
       const uniform = pool.acquire(PARAMS_BYTES, UNIFORM, "fp4_params");
       device.queue.writeBuffer(uniform, 0, params);
 
@@ -243,19 +247,20 @@ export class Fp4GpuEncoder {
       const staging = pool.acquire(paddedBytes + 8, STAGING, "fp4_staging");
 
       const bindGroup = device.createBindGroup({
-        label: program.name,
-        layout: program.pipeline.getBindGroupLayout(0),
+        label: PROGRAM,
+        layout: this.#state.pipeline.getBindGroupLayout(0),
         entries: [
           { binding: 0, resource: { buffer: uniform, size: PARAMS_BYTES } },
           { binding: 1, resource: { buffer: input, size: elements * 4 } },
           { binding: 2, resource: { buffer: weightBuffer ?? this.#state.noWeights } },
-          { binding: 3, resource: { buffer: program.tables } },
+          { binding: 3, resource: { buffer: this.#tables } },
           { binding: 4, resource: { buffer: output, size: paddedBytes } },
           { binding: 5, resource: { buffer: flags, size: 8 } },
         ],
       });
-      const pass = encoder.beginComputePass({ label: program.name });
-      pass.setPipeline(program.pipeline);
+      encoder.clearBuffer(output, 0, paddedBytes);
+      const pass = encoder.beginComputePass({ label: PROGRAM });
+      pass.setPipeline(this.#state.pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(groupsX, groupsY);
       pass.end();
@@ -273,7 +278,12 @@ export class Fp4GpuEncoder {
       });
     }
     device.queue.submit([encoder.finish()]);
+    const invalid = await device.popErrorScope();
     for (const buffer of released) pool.release(buffer);
+    if (invalid !== null) {
+      for (const piece of pieces) pool.release(piece.staging);
+      throw new Error(`Cannot run ${PROGRAM} as WebGPU rejected the commands: ${invalid.message}`);
+    }
 
     const out = new Uint8Array(total);
     let at = 0;

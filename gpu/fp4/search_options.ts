@@ -30,8 +30,9 @@ export interface Fp4SearchOptions {
    */
   imatrix?: Float32Array | null;
   /**
-   * Per-tensor float32 outer scale (NVFP4 and AMD-FP4 only): elements are divided by it before
-   * encoding and the file carries it beside the tensor. See `fp4OuterScale`. @default 1
+   * Per-tensor outer scale (NVFP4 and AMD-FP4 only), rounded to float32: elements are multiplied
+   * by fl(1/outerScale) before encoding, and the file carries outerScale beside the tensor. See
+   * `fp4OuterScale`. @default 1
    */
   outerScale?: number;
   /**
@@ -56,6 +57,7 @@ export interface ResolvedFp4Search {
   readonly mode: typeof MODE_RTN | typeof MODE_WINDOW | typeof MODE_FULL;
   readonly window: number;
   readonly fourOverSix: boolean;
+  /** The outer scale rounded to float32. */
   readonly outerScale: number;
   /** fl(1/outerScale): elements are multiplied by it (1 when there is no outer scale). */
   readonly invOuter: number;
@@ -86,7 +88,7 @@ function largestSafeBits(invOuter: number): number {
 /**
  * Checks the options against a format and row length and resolves them.
  * @throws {RangeError} for a row length that is not whole blocks, a window outside 0..255, an
- * outer scale that is not a positive float32 within 2^±100 (or not 1 for a format without one), or
+ * outer scale outside 2^±100 (or other than 1 for a format without one), or
  * an imatrix of the wrong length or with a negative or non-finite entry.
  */
 export function resolveFp4Search(
@@ -118,13 +120,10 @@ export function resolveFp4Search(
       `Cannot search ${format.label} scales as the window is not an integer from 0 to 255: ${window}`,
     );
   }
-  const outerScale = options.outerScale ?? 1;
-  if (
-    !(outerScale >= 1 / OUTER_LIMIT && outerScale <= OUTER_LIMIT) ||
-    Math.fround(outerScale) !== outerScale
-  ) {
+  const outerScale = Math.fround(options.outerScale ?? 1);
+  if (!(outerScale >= 1 / OUTER_LIMIT && outerScale <= OUTER_LIMIT)) {
     throw new RangeError(
-      `Cannot use the outer scale as it is not a float32 from 2^-100 to 2^100: ${outerScale}`,
+      `Cannot use the outer scale as it is not from 2^-100 to 2^100: ${options.outerScale}`,
     );
   }
   if (outerScale !== 1 && !format.outerScale) {

@@ -64,14 +64,20 @@ export const HIGH_K = 40;
 
 const f = Math.fround;
 
-function flush(v: number): number {
-  return v < FLUSH_BELOW && v > -FLUSH_BELOW ? 0 : v;
+/** Candidate sequence markers (as in the kernel). */
+const SKIP = -1;
+const DONE = -2;
+
+/** 2^k for k in [-160, 160], exact. */
+const POW2 = new Float64Array(321);
+for (let k = -160; k <= 160; k++) POW2[k + 160] = 2 ** k;
+
+function pow2(k: number): number {
+  return POW2[k + 160]!;
 }
 
-/** Unbiased exponent of a positive normal float32 (floor(log2 v)), exact for any v ≥ 2^-126. */
-function exponentOf(v: number, scratch: Float32Array, bits: Uint32Array): number {
-  scratch[0] = v;
-  return (bits[0]! >>> 23) - 127;
+function flush(v: number): number {
+  return v < FLUSH_BELOW && v > -FLUSH_BELOW ? 0 : v;
 }
 
 /** A sub-block being encoded; reused across sub-blocks of one call. */
@@ -83,6 +89,10 @@ export class Fp4SubBlock {
   readonly #reciprocal: boolean;
   readonly #scratch = new Float32Array(1);
   readonly #scratchBits = new Uint32Array(this.#scratch.buffer);
+  /** Mids times the current d' (nearest rule). */
+  readonly #scaledMids = new Float64Array(7);
+  /** Highest usable level at the current scale. */
+  #top = 7;
   /** |x'| per element (scaled, flushed). */
   readonly ax = new Float64Array(32);
   /** Normalised weight per element. */
@@ -90,7 +100,7 @@ export class Fp4SubBlock {
   /** 1 where the input element is negative (sign bit set). */
   readonly neg = new Uint8Array(32);
   /** Element count. */
-  n = 0;
+  readonly n: number;
   /** amax after the outer scale, before scaling; 0 for an all-zero sub-block. */
   amax = 0;
   /** Float32 bits of amax. */
@@ -112,6 +122,11 @@ export class Fp4SubBlock {
     for (let k = 0; k < 7; k++) this.#mids[k] = (format.levels[k]! + format.levels[k + 1]!) / 2;
     this.#reciprocal = format.elementRule === "reciprocal";
     this.n = format.subBlockSize;
+  }
+
+  #exponentOf(v: number): number {
+    this.#scratch[0] = v;
+    return (this.#scratchBits[0]! >>> 23) - 127;
   }
 
   /**
@@ -157,25 +172,27 @@ export class Fp4SubBlock {
       this.zeroError = 0;
       return;
     }
-    const scratch = this.#scratch;
-    const bitsView = this.#scratchBits;
-    scratch[0] = amax;
-    this.amaxBits = bitsView[0]!;
+    this.#scratch[0] = amax;
+    this.amaxBits = this.#scratchBits[0]!;
     const e = (this.amaxBits >>> 23) - 127;
     this.ec = e < 126 ? e : 126;
-    const p = 2 ** -this.ec;
-    for (let j = 0; j < n; j++) ax[j] = flush(f(ax[j]! * p));
+    const p = pow2(-this.ec);
     this.amaxScaled = amax * p;
+    let pw = 1;
     if (wmax > 0) {
-      const ew = exponentOf(wmax, scratch, bitsView);
-      const pw = 2 ** -(ew < 126 ? ew : 126);
-      for (let j = 0; j < n; j++) w[j] = flush(f(w[j]! * pw));
+      const ew = this.#exponentOf(wmax);
+      pw = pow2(-(ew < 126 ? ew : 126));
     }
     let minWeighted = Infinity;
     let zero = 0;
     for (let j = 0; j < n; j++) {
-      const a = ax[j]!;
-      const wj = w[j]!;
+      const a = flush(f(ax[j]! * p));
+      ax[j] = a;
+      let wj = w[j]!;
+      if (wmax > 0) {
+        wj = flush(f(wj * pw));
+        w[j] = wj;
+      }
       if (wj > 0 && a > 0 && a < minWeighted) minWeighted = a;
       const t1 = flush(f(wj * a));
       zero = f(zero + flush(f(t1 * a)));
@@ -200,23 +217,34 @@ export class Fp4SubBlock {
   scaledHalf(code: number): number {
     const k = this.#k(code);
     if (k === null || k < LOW_K || k > HIGH_K) return 0;
-    return this.#tables.hSig[code]! * 2 ** k;
+    return this.#tables.hSig[code]! * pow2(k);
   }
 
-  /** The level index 0..7 of element j for a nonzero d' (and rp = fl(1/d') for reciprocal). */
+  /** fl(1/d') for the reciprocal rule: fl(1/sig)·2^-k, exact. */
+  #reciprocalOf(code: number): number {
+    return this.#tables.rSig[code]! * pow2(this.ec - this.#tables.hExp[code]!);
+  }
+
+  /** Prepares #level for code `code` with scale d'. */
+  #setScale(code: number, d: number): void {
+    this.#top = this.#tables.topLevel[code]!;
+    if (this.#reciprocal) return;
+    for (let k = 0; k < 7; k++) this.#scaledMids[k] = this.#mids[k]! * d;
+  }
+
+  /**
+   * The level index of a scaled magnitude `a` (after #setScale), at most the code's top level:
+   * beyond it ggml's float32 distance is inf.
+   */
   #level(a: number, d: number, rp: number): number {
-    const mids = this.#mids;
-    if (this.#reciprocal) {
-      const r = flush(f(a * rp));
-      let m = 0;
-      while (m < 7 && r > mids[m]!) m++;
-      return m;
-    }
+    const top = this.#top;
+    if (this.#reciprocal) return Math.min(countAbove(flush(f(a * rp)), this.#mids), top);
     const levels = this.#levels;
-    if (a > levels[7]! * d) {
+    if (a > levels[top]! * d) {
+      // ggml's first minimum, where float32 distances may round together.
       let best = 0;
       let bestErr = a;
-      for (let m = 1; m < 8; m++) {
+      for (let m = 1; m <= top; m++) {
         const err = flush(f(a - levels[m]! * d));
         if (err < bestErr) {
           best = m;
@@ -225,14 +253,7 @@ export class Fp4SubBlock {
       }
       return best;
     }
-    let m = 0;
-    while (m < 7 && a > mids[m]! * d) m++;
-    return m;
-  }
-
-  /** fl(1/d') for the reciprocal rule: fl(1/sig)·2^-k, exact. */
-  #reciprocalOf(code: number): number {
-    return this.#tables.rSig[code]! * 2 ** -(this.#tables.hExp[code]! - this.ec);
+    return countAbove(a, this.#scaledMids);
   }
 
   /** Weighted squared error of the loaded sub-block with scale code `code`. */
@@ -241,14 +262,14 @@ export class Fp4SubBlock {
     const d = this.scaledHalf(code);
     if (d === 0) return this.zeroError;
     const rp = this.#reciprocal ? this.#reciprocalOf(code) : 0;
+    this.#setScale(code, d);
     const levels = this.#levels;
     const ax = this.ax;
     const w = this.w;
     let sum = 0;
     for (let j = 0; j < this.n; j++) {
       const a = ax[j]!;
-      const q = levels[this.#level(a, d, rp)]! * d;
-      const e = flush(f(a - q));
+      const e = flush(f(a - levels[this.#level(a, d, rp)]! * d));
       const t1 = flush(f(w[j]! * e));
       sum = f(sum + flush(f(t1 * e)));
     }
@@ -264,94 +285,104 @@ export class Fp4SubBlock {
       return;
     }
     const rp = this.#reciprocal ? this.#reciprocalOf(code) : 0;
+    this.#setScale(code, d);
     for (let j = 0; j < n; j++) {
       const m = this.#level(this.ax[j]!, d, rp);
       codes[j] = m !== 0 && this.neg[j] === 1 ? m | 8 : m;
     }
   }
 
-  /** The scale code the search picks for the loaded sub-block. */
-  choose(search: ResolvedFp4Search): number {
-    if (this.amax === 0) return 0;
-    const base = this.rtnCode(false);
-    if (search.mode === MODE_FULL) return this.#full();
-    let best = base;
-    if (search.mode === MODE_RTN) {
-      if (search.fourOverSix) {
-        const four = this.rtnCode(true);
-        if (four !== base && this.error(four) < this.error(base)) best = four;
-      }
-      return best;
-    }
-    const lo = this.#format.minSearchCode;
-    const hi = this.#format.maxCode;
-    let bestErr = this.error(base);
-    for (let k = 1; k <= search.window; k++) {
-      const below = base - k;
-      const above = base + k;
-      if (below < lo && above > hi) break;
-      if (below >= lo && below <= hi) {
-        const e = this.error(below);
-        if (e < bestErr) {
-          best = below;
-          bestErr = e;
-        }
-      }
-      if (above >= lo && above <= hi) {
-        const e = this.error(above);
-        if (e < bestErr) {
-          best = above;
-          bestErr = e;
-        }
-      }
-    }
-    if (search.fourOverSix && this.error(this.rtnCode(true)) < bestErr) best = this.rtnCode(true);
-    return best;
-  }
-
-  /** First code c in [from, to] where `test(c)` holds (monotone: false...true), or to + 1. */
-  #firstWhere(from: number, to: number, test: (c: number) => boolean): number {
-    let lo = from;
-    let hi = to + 1;
+  /**
+   * First code in [first, last] whose d' reaches a bound (monotone in the code), or last + 1:
+   * `upper` false: topLevel·d' ≥ minWeighted; true: d' ≥ amax' (nearest) or 4·amax' (reciprocal).
+   * The top level's value never falls as the code rises (where levels are lost to overflow it
+   * stays 1.5·2^127).
+   */
+  #firstReaching(first: number, last: number, upper: boolean): number {
+    const bound = upper
+      ? (this.#reciprocal ? 4 * this.amaxScaled : this.amaxScaled)
+      : this.minWeighted;
+    let lo = first;
+    let hi = last + 1;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (test(mid)) hi = mid;
+      const k = this.#k(mid)!;
+      const factor = upper ? 1 : this.#levels[this.#tables.topLevel[mid]!]!;
+      const reached = k > HIGH_K ||
+        (k >= LOW_K && factor * (this.#tables.hSig[mid]! * pow2(k)) >= bound);
+      if (reached) hi = mid;
       else lo = mid + 1;
     }
     return lo;
   }
 
-  #full(): number {
-    const lo = this.#format.minSearchCode;
-    const hi = this.#format.maxCode;
-    if (this.minWeighted === Infinity) return lo;
-    const top = this.#levels[7]!;
-    const m = this.minWeighted;
-    const cLo = this.#firstWhere(lo, hi, (c) => {
-      const k = this.#k(c)!;
-      if (k < LOW_K) return false;
-      return k > HIGH_K || top * this.#tables.hSig[c]! * 2 ** k >= m;
-    });
-    const start = cLo > hi ? hi : cLo > lo ? cLo - 1 : lo;
-    const limit = this.#reciprocal ? 4 * this.amaxScaled : this.amaxScaled;
-    let end = this.#firstWhere(start, hi, (c) => {
-      const k = this.#k(c)!;
-      if (k < LOW_K) return false;
-      return k > HIGH_K || this.#tables.hSig[c]! * 2 ** k >= limit;
-    });
-    if (end > hi) end = hi;
-    let best = start;
-    let bestErr = this.error(start);
-    for (let c = start + 1; c <= end; c++) {
+  /**
+   * The n-th candidate of a search, SKIP for a code out of range, DONE after the last.
+   * rtn: base (and the Four-over-Six code); window: base, base−1, base+1, ..., base+W (and the
+   * Four-over-Six code); full: lo..hi ascending.
+   */
+  #candidate(
+    n: number,
+    search: ResolvedFp4Search,
+    base: number,
+    four: number,
+    lo: number,
+    hi: number,
+  ): number {
+    if (search.mode === MODE_FULL) return lo + n <= hi ? lo + n : DONE;
+    const w = search.mode === MODE_RTN ? 0 : search.window;
+    if (n === 0) return base;
+    if (n <= 2 * w) {
+      const k = (n + 1) >> 1;
+      const c = n % 2 === 1 ? base - k : base + k;
+      return c >= this.#format.minSearchCode && c <= this.#format.maxCode ? c : SKIP;
+    }
+    if (n === 2 * w + 1 && search.fourOverSix) return four;
+    return DONE;
+  }
+
+  /** The scale code the search picks for the loaded sub-block. */
+  choose(search: ResolvedFp4Search): number {
+    if (this.amax === 0) return 0;
+    const { minSearchCode, maxCode } = this.#format;
+    const full = search.mode === MODE_FULL;
+    if (full && this.minWeighted === Infinity) return minSearchCode;
+    let base = 0;
+    let four = 0;
+    let lo = 0;
+    let hi = 0;
+    if (full) {
+      const cLo = this.#firstReaching(minSearchCode, maxCode, false);
+      lo = cLo > maxCode ? maxCode : cLo > minSearchCode ? cLo - 1 : minSearchCode;
+      hi = Math.min(this.#firstReaching(lo, maxCode, true), maxCode);
+    } else {
+      base = this.rtnCode(false);
+      if (!search.fourOverSix && search.mode === MODE_RTN) return base;
+      four = this.rtnCode(search.fourOverSix);
+    }
+    let best = 0;
+    let bestErr = 0;
+    for (let n = 0;; n++) {
+      const c = this.#candidate(n, search, base, four, lo, hi);
+      if (c === DONE) break;
+      if (c === SKIP) continue;
       const e = this.error(c);
-      if (e < bestErr) {
+      if (n === 0 || e < bestErr) {
         best = c;
         bestErr = e;
       }
     }
-    if (best === start) {
-      for (let c = start - 1; c >= lo && this.error(c) === bestErr; c--) best = c;
+    // full: below lo errors never fall as the code rises; take the lowest code of a tie.
+    if (full && best === lo) {
+      for (let c = lo - 1; c >= minSearchCode && this.error(c) === bestErr; c--) best = c;
     }
     return best;
   }
+}
+
+/** How many of the 7 increasing thresholds `v` exceeds. */
+function countAbove(v: number, thresholds: Float64Array): number {
+  let m = 0;
+  while (m < 7 && v > thresholds[m]!) m++;
+  return m;
 }

@@ -11,6 +11,9 @@
  *   subnormal number.
  * - float32 reciprocals of sig, for ROCmFP4's `x·fl(1/H)` element rule
  *   (fl(1/H) = fl(1/sig)·2^-exp exactly).
+ * - the top usable level of each code: the highest level whose value level·H is finite in
+ *   float32. Only E8M0 codes 253 and 254 lose levels (12·2^125 overflows); ggml's distance to such
+ *   a level is inf, so it is never chosen, and a decoder would produce inf.
  *
  * @module
  */
@@ -39,6 +42,8 @@ export interface Fp4Tables {
   readonly hExp: Int32Array;
   /** fl(1/hSig) per code (0 where hSig is 0). */
   readonly rSig: Float32Array;
+  /** Highest level index 0..7 whose value is finite at each code. */
+  readonly topLevel: Uint32Array;
 }
 
 const f32 = new Float32Array(1);
@@ -77,12 +82,16 @@ function build(format: Fp4Format): Fp4Tables {
   const hSig = new Float32Array(FP4_CODES);
   const hExp = new Int32Array(FP4_CODES);
   const rSig = new Float32Array(FP4_CODES);
+  const topLevel = new Uint32Array(FP4_CODES).fill(7);
   for (let c = 0; c <= format.maxCode; c++) {
     const parts = halfScaleParts(format.grid, c);
     if (parts === null) continue;
     hSig[c] = parts.sig;
     hExp[c] = parts.exp;
     rSig[c] = Math.fround(1 / parts.sig);
+    let top = 7;
+    while (top > 0 && format.levels[top]! * parts.sig * 2 ** parts.exp >= 2 ** 128) top--;
+    topLevel[c] = top;
   }
   return {
     thresholdsTop: thresholds(format, "top"),
@@ -90,6 +99,7 @@ function build(format: Fp4Format): Fp4Tables {
     hSig,
     hExp,
     rSig,
+    topLevel,
   };
 }
 
@@ -122,14 +132,15 @@ export function lookupThreshold(table: Uint32Array, amaxBits: number): number {
 
 /**
  * The tables as one u32 array for the kernel: thresholdsTop, thresholdsFour, hSig bits, hExp,
- * rSig bits, each {@link FP4_CODES} long.
+ * rSig bits, topLevel, each {@link FP4_CODES} long.
  */
 export function packFp4Tables(tables: Fp4Tables): Uint32Array<ArrayBuffer> {
-  const out = new Uint32Array(FP4_CODES * 5);
+  const out = new Uint32Array(FP4_CODES * 6);
   out.set(tables.thresholdsTop, 0);
   out.set(tables.thresholdsFour, FP4_CODES);
   out.set(new Uint32Array(tables.hSig.buffer), FP4_CODES * 2);
   out.set(new Uint32Array(tables.hExp.buffer), FP4_CODES * 3);
   out.set(new Uint32Array(tables.rSig.buffer), FP4_CODES * 4);
+  out.set(tables.topLevel, FP4_CODES * 5);
   return out;
 }

@@ -28,14 +28,41 @@ export function findNonFinite(src: Float32Array): number {
 export function findNonFiniteHalf(bytes: Uint8Array, dtype: "F16" | "BF16"): number {
   const mask = dtype === "F16" ? 0x7c00 : 0x7f80;
   const n = bytes.length >>> 1;
-  if (bytes.byteOffset % 2 === 0) {
-    const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-    for (let i = 0; i < n; i++) {
-      if ((halves[i]! & mask) === mask) return i;
-    }
-    return -1;
+  if (bytes.byteOffset % 4 === 0 && n >= 2) {
+    const hit = _scanPairs(new Uint32Array(bytes.buffer, bytes.byteOffset, n >>> 1), mask);
+    if (hit === -1 && (n & 1) === 1) return _scanSlow(bytes, mask, n - 1, n);
+    return hit;
   }
-  for (let i = 0; i < n; i++) {
+  return _scanSlow(bytes, mask, 0, n);
+}
+
+/** Elements per block of the fast scan; only a flagged block is rescanned element by element. */
+const SCAN_BLOCK = 4096;
+
+/**
+ * Two halves per 32-bit word, branch-free: after masking the exponent, adding the exponent's
+ * lowest bit carries into the half's sign position exactly when the exponent is all ones.
+ */
+function _scanPairs(words: Uint32Array, mask: number): number {
+  const wordMask = (mask | (mask << 16)) >>> 0;
+  const low = mask & -mask;
+  const carry = (low | (low << 16)) >>> 0;
+  const n = words.length;
+  for (let start = 0; start < n; start += SCAN_BLOCK) {
+    const end = Math.min(n, start + SCAN_BLOCK);
+    let acc = 0;
+    for (let j = start; j < end; j++) acc |= (words[j]! & wordMask) + carry;
+    if ((acc & 0x80008000) !== 0) {
+      const bytes = new Uint8Array(words.buffer, words.byteOffset + start * 4, (end - start) * 4);
+      const i = _scanSlow(bytes, mask, 0, (end - start) * 2);
+      if (i >= 0) return start * 2 + i;
+    }
+  }
+  return -1;
+}
+
+function _scanSlow(bytes: Uint8Array, mask: number, from: number, to: number): number {
+  for (let i = from; i < to; i++) {
     if (((bytes[2 * i]! | (bytes[2 * i + 1]! << 8)) & mask) === mask) return i;
   }
   return -1;

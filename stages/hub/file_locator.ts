@@ -9,7 +9,13 @@
  *
  * @module
  */
-import { authHeaders, errorForStatus, type HubContext, resolveUrl } from "./hub_context.ts";
+import {
+  authHeaders,
+  errorForStatus,
+  type HubContext,
+  IDENTITY,
+  resolveUrl,
+} from "./hub_context.ts";
 import { HubFileChangedError, HubReadError } from "./hub_errors.ts";
 import { TransientError } from "./retry.ts";
 import { StallWatchdog } from "./stall_watchdog.ts";
@@ -28,6 +34,8 @@ export interface FileLocation {
 
 /** Same-origin redirects (renamed repos) followed before giving up. */
 const MAX_HOPS = 5;
+/** Probes end by the stall timeout, not by a caller's abort. */
+const NEVER = new AbortController().signal;
 
 /** Resolves and caches file locations of one pinned commit. */
 export class HubFileLocator {
@@ -42,15 +50,24 @@ export class HubFileLocator {
     this.#ctx = ctx;
   }
 
-  /** The location of `path`, resolving it on first use. */
+  /**
+   * The location of `path`, resolving it on first use. The probe is shared by every caller (of
+   * every stream), so it is not tied to one caller's signal; only the wait is.
+   */
   locate(path: string, signal: AbortSignal): Promise<FileLocation> {
     let found = this.#cache.get(path);
     if (found === undefined) {
-      found = this.#resolve(path, signal);
+      found = this.#resolve(path, NEVER);
       this.#cache.set(path, found);
       found.catch(() => this.#cache.delete(path));
     }
-    return found;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const pending = found;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    });
   }
 
   /** Forgets a stale location (expired CDN signature) so the next read resolves again. */
@@ -133,7 +150,7 @@ export class HubFileLocator {
       const response = await ctx.fetch(url, {
         method: "HEAD",
         redirect: "manual",
-        headers: authHeaders(ctx, url),
+        headers: { ...IDENTITY, ...authHeaders(ctx, url) },
         signal: watchdog.signal,
       });
       await response.body?.cancel();

@@ -59,6 +59,12 @@ export function authHeaders(ctx: HubContext, url: string): Record<string, string
   return { Authorization: `Bearer ${ctx.token}` };
 }
 
+/**
+ * Headers of every probe and range request: no compression, so sizes and byte offsets are the
+ * file's own (huggingface_hub asks for `identity` for the same reason).
+ */
+export const IDENTITY = { "Accept-Encoding": "identity" } as const;
+
 /** `{endpoint}/{repo}/resolve/{commit}/{path}` with each path segment encoded. */
 export function resolveUrl(ctx: HubContext, path: string): string {
   const encoded = path.split("/").map(encodeURIComponent).join("/");
@@ -78,7 +84,7 @@ export function errorForStatus(
   const status = response.status;
   const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"));
   if (status === 429) {
-    ctx.gate.pause(Math.min(retryAfterMs ?? ctx.limits.minDelayMs, ctx.limits.maxDelayMs));
+    ctx.gate.pause(retryAfterMs ?? ctx.limits.minDelayMs);
     return new TransientError(`HTTP 429 (rate limited)`, { status, retryAfterMs });
   }
   if (status === 408 || status >= 500) {

@@ -8,13 +8,19 @@
  */
 import type { FetchPart, PartSink } from "./ordered_read_ahead.ts";
 import type { RangePart } from "./range_parts.ts";
-import { type FileLocation, HubFileLocator } from "./file_locator.ts";
-import { authHeaders, errorForStatus, type HubContext } from "./hub_context.ts";
+import type { FileLocation, HubFileLocator } from "./file_locator.ts";
+import { authHeaders, errorForStatus, type HubContext, IDENTITY } from "./hub_context.ts";
 import { HubFileChangedError, HubReadError } from "./hub_errors.ts";
 import { backoffDelay, sleep, TransientError } from "./retry.ts";
 import { StallWatchdog } from "./stall_watchdog.ts";
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+/**
+ * An attempt that delivered this much before failing starts a fresh retry count. Smaller progress
+ * does not, so a server that sends a few bytes per connection and stalls still runs out of
+ * retries: a part costs at most `(retries + 1) · ceil(size / 1 MiB)` attempts.
+ */
+const PROGRESS_RESETS_RETRIES = 1 << 20;
 
 /** A {@linkcode FetchPart} for the ordered read-ahead that reads from the Hub. */
 export function hubPartFetcher(ctx: HubContext, locator: HubFileLocator): FetchPart {
@@ -49,7 +55,7 @@ async function _fetchPart(
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (!(error instanceof TransientError)) throw error;
-      if (got > before) failures = 0;
+      if (got - before >= PROGRESS_RESETS_RETRIES) failures = 0;
       if (failures === 0) firstFailure = Date.now();
       failures++;
       if (error.relocate && location !== null) locator.invalidate(location);
@@ -112,7 +118,7 @@ async function _request(
   let response: Response;
   try {
     response = await ctx.fetch(location.url, {
-      headers: { Range: `bytes=${from}-${to - 1}`, ...authHeaders(ctx, location.url) },
+      headers: { ...IDENTITY, Range: `bytes=${from}-${to - 1}`, ...authHeaders(ctx, location.url) },
       signal: watchdog.signal,
     });
   } catch (error) {

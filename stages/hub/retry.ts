@@ -12,7 +12,10 @@ export interface RetryOptions {
   retries?: number;
   /** First backoff delay; it doubles per failure. @default 250 */
   minDelayMs?: number;
-  /** Longest backoff delay, and the longest `Retry-After` honoured. @default 30_000 */
+  /**
+   * Longest backoff delay. A `Retry-After` is honoured as given, as long as it ends within
+   * `retryTimeoutMs`. @default 30_000
+   */
   maxDelayMs?: number;
   /** Wall time from a part's first failure after which it gives up. @default 600_000 */
   retryTimeoutMs?: number;

@@ -43,7 +43,7 @@ export function retryingFetch(options: RetryingFetchOptions): typeof fetch {
           status = response.status;
           const retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"));
           if (status === 429) {
-            gate.pause(Math.min(retryAfterMs ?? limits.minDelayMs, limits.maxDelayMs));
+            gate.pause(retryAfterMs ?? limits.minDelayMs);
           }
           delay = retryAfterMs ?? backoffDelay(attempt, limits);
           // Out of retries: hand the error answer to the caller, which reports it.
