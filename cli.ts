@@ -8,6 +8,7 @@ import { convert } from "./pipeline/convert.ts";
 import { inspectCheckpoint, inspectGguf, type InspectReport } from "./pipeline/inspect.ts";
 import { OUTPUT_TYPES, type TypeChoice } from "./pipeline/plan.ts";
 import { formatBytes, type LogFormat, progressRenderer } from "./pipeline/progress.ts";
+import type { HubSourceOptions } from "./stages/hub_source.ts";
 
 const USAGE = `sluice — stream Hugging Face safetensors checkpoints into GGUF for llama.cpp
 
@@ -19,11 +20,18 @@ Convert options:
   -o, --output FILE        output GGUF (written as FILE.partial, renamed when complete)
   -t, --type TYPE          type of 2-D weights: auto | f32 | f16 | bf16 | q8_0 (default auto:
                            BF16 for BF16 checkpoints, else F16). 1-D tensors and norms stay F32.
+      --name NAME          general.name (default: the Hub repo id, else the folder's name)
       --tokenizer-pre NAME tokenizer.ggml.pre to use when the tokenizer is not in llama.cpp's table
       --chunk-size MIB     largest piece read at once (default 8)
       --log-format FORMAT  text (progress bar) | json (one line per tensor and phase);
                            default text on a terminal, json otherwise
   -h, --help               this help
+
+Hub options (hf:owner/name[@revision] inputs; only headers and tensor ranges are fetched):
+      --token TOKEN        access token for private/gated repos (default: $HF_TOKEN)
+      --endpoint URL       Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)
+      --connections N      range requests in flight (default 8)
+      --max-memory MIB     read-ahead budget (default 256)
 
 Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM.
 Exit status: 0 on success, 1 on an error (the message names the file and tensor), 2 on bad usage.
@@ -44,6 +52,26 @@ function typeChoice(value: string | undefined): TypeChoice {
     throw new UsageError(`Cannot use --type ${value}: choose auto, ${OUTPUT_TYPES.join(", ")}`);
   }
   return t as TypeChoice;
+}
+
+function positiveNumber(flag: string, value: string | undefined, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!(Number.isFinite(n) && n > 0 && n <= max)) {
+    throw new UsageError(`Cannot use --${flag} ${value}: give a number in 1..${max}`);
+  }
+  return n;
+}
+
+function hubOptions(values: Record<string, string | boolean | undefined>): HubSourceOptions {
+  const hub: HubSourceOptions = {};
+  if (typeof values.token === "string") hub.token = values.token;
+  if (typeof values.endpoint === "string") hub.endpoint = values.endpoint;
+  const connections = positiveNumber("connections", values.connections as string | undefined, 256);
+  if (connections !== undefined) hub.connections = Math.round(connections);
+  const memory = positiveNumber("max-memory", values["max-memory"] as string | undefined, 65536);
+  if (memory !== undefined) hub.maxMemory = Math.round(memory * 1024 * 1024);
+  return hub;
 }
 
 function renderReport(r: InspectReport): string {
@@ -85,9 +113,14 @@ async function run(args: string[]): Promise<number> {
       output: { type: "string", short: "o" },
       type: { type: "string", short: "t" },
       "tokenizer-pre": { type: "string" },
+      name: { type: "string" },
       "chunk-size": { type: "string" },
       "log-format": { type: "string" },
       json: { type: "boolean" },
+      token: { type: "string" },
+      endpoint: { type: "string" },
+      connections: { type: "string" },
+      "max-memory": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -100,9 +133,13 @@ async function run(args: string[]): Promise<number> {
     throw new UsageError(`Cannot run ${command}: expected one model or file argument`);
   }
   const type = typeChoice(values.type);
-  const common = values["tokenizer-pre"] === undefined
-    ? { type }
-    : { type, tokenizerPre: values["tokenizer-pre"] };
+  const hub = hubOptions(values);
+  const common = {
+    type,
+    hub,
+    ...(values["tokenizer-pre"] === undefined ? {} : { tokenizerPre: values["tokenizer-pre"] }),
+    ...(values.name === undefined ? {} : { name: values.name }),
+  };
   switch (command) {
     case "convert": {
       if (!values.output) throw new UsageError("Cannot convert without -o <out.gguf>");

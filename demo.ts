@@ -11,6 +11,7 @@ import { formatBytes, progressRenderer } from "./pipeline/progress.ts";
 import { LlamaModel } from "./testing/llama_cpp.ts";
 import { referenceConfig, referenceGreedy } from "./testing/reference_forward.ts";
 import { generateModel, readModelWeights } from "./testing/synthetic_model.ts";
+import { HubTestServer } from "./testing/hub_server.ts";
 
 const PROMPT = "Once upon a time";
 const NEW_TOKENS = 8;
@@ -31,22 +32,25 @@ try {
     tokenizer: "llama3",
   });
 
-  const { input, stop } = await _serve(modelDir);
+  // A Hub-compatible server on 127.0.0.1, with the separate CDN origin the real Hub redirects to.
+  await using hub = HubTestServer.start({ cdn: "separate" });
+  const commit = await hub.addRepo("sluice-demo/tiny-llama", modelDir);
+  const input = "hf:sluice-demo/tiny-llama";
   const output = `${work}/demo-llama-q8_0.gguf`;
   let stats: ConvertStats;
-  try {
-    console.log(`2. converting ${input} → ${output} (Q8_0) ...`);
+  {
+    console.log(`2. serving it as ${input} (commit ${commit.slice(0, 8)}) at ${hub.endpoint}`);
+    console.log(`   converting straight from the Hub (range requests) → ${output} (Q8_0) ...`);
     stats = await convert({
       input,
       output,
       type: "q8_0",
+      hub: { endpoint: hub.endpoint, token: null },
       onEvent: progressRenderer("text", {
         write: (t) => Deno.stdout.writeSync(new TextEncoder().encode(`   ${t}`)),
         isTerminal: false,
       }),
     });
-  } finally {
-    await stop();
   }
 
   console.log("3. loading the GGUF in llama.cpp and decoding greedily ...");
@@ -74,9 +78,4 @@ try {
   }
 } finally {
   await Deno.remove(work, { recursive: true });
-}
-
-/** Serves the folder from a loopback Hub when the Hub source is available, else converts locally. */
-async function _serve(dir: string): Promise<{ input: string; stop: () => Promise<void> }> {
-  return { input: dir, stop: () => Promise.resolve() };
 }

@@ -24,6 +24,16 @@ export { ModelConfigError } from "./pipeline/model_config.ts";
 export { UnsupportedModelError } from "./pipeline/architectures.ts";
 export { CheckpointError } from "./pipeline/shards.ts";
 export { LocalSource } from "./stages/local_source.ts";
+export {
+  HubAuthError,
+  HubFileChangedError,
+  HubNotFoundError,
+  HubReadError,
+  HubSource,
+  type HubSourceOptions,
+  openHubSource,
+} from "./stages/hub_source.ts";
+export { isHubSpec, parseHubSpec } from "./stages/hub_spec.ts";
 export { EncodeStream, NonFiniteWeightError } from "./stages/encode_stream.ts";
 export { GgufSink } from "./stages/gguf_sink.ts";
 export { QkPermuteStream } from "./stages/qk_permute_stream.ts";

@@ -12,6 +12,7 @@ import { peakRssBytes } from "./memory.ts";
 import { type ConversionPlan, planConversion, type TypeChoice } from "./plan.ts";
 import { openSource, readModelInputs } from "./model_inputs.ts";
 import type { ModelSource } from "./source.ts";
+import type { HubSourceEvent, HubSourceOptions } from "../stages/hub_source.ts";
 
 /** Progress of a conversion, as data; the CLI decides how to show it. */
 export type ConvertEvent =
@@ -30,7 +31,8 @@ export type ConvertEvent =
     readonly tensor: string;
     readonly tensorIndex: number;
   }
-  | { readonly type: "done"; readonly stats: ConvertStats };
+  | { readonly type: "done"; readonly stats: ConvertStats }
+  | HubSourceEvent;
 
 /** Options for {@linkcode convert}. */
 export interface ConvertOptions {
@@ -42,12 +44,16 @@ export interface ConvertOptions {
   type?: TypeChoice;
   /** Forces `tokenizer.ggml.pre` when the tokenizer's hash is not in llama.cpp's table. */
   tokenizerPre?: string;
+  /** `general.name`. @default the Hub repo id, else the folder's name */
+  name?: string;
   /** Largest piece read at once, in bytes. @default 8 MiB */
   chunkSize?: number;
   /** Receives progress events. */
   onEvent?: (event: ConvertEvent) => void;
   /** Stops the conversion; the partial file is removed. */
   signal?: AbortSignal;
+  /** Token, endpoint, connections and memory budget for `hf:` inputs. */
+  hub?: HubSourceOptions;
 }
 
 /** What a conversion did. */
@@ -62,16 +68,29 @@ export interface ConvertStats {
   readonly peakRssBytes: number;
 }
 
+/** Options for {@linkcode plan}. */
+export interface PlanOptions {
+  type?: TypeChoice;
+  /** `general.name`. @default the Hub repo id, else the folder's name */
+  name?: string;
+  tokenizerPre?: string;
+  hub?: HubSourceOptions;
+}
+
 /** Plans a conversion without reading tensor data (used by `inspect` and `convert`). */
 export async function plan(
   input: string | ModelSource,
-  options: { type?: TypeChoice; tokenizerPre?: string } = {},
+  options: PlanOptions = {},
 ): Promise<{ source: ModelSource; plan: ConversionPlan }> {
-  const source = typeof input === "string" ? await openSource(input) : input;
+  const source = typeof input === "string" ? await openSource(input, options.hub) : input;
   const inputs = await readModelInputs(source, options.tokenizerPre);
   return {
     source,
-    plan: planConversion({ ...inputs, type: options.type ?? "auto" }),
+    plan: planConversion({
+      ...inputs,
+      name: options.name ?? inputs.name,
+      type: options.type ?? "auto",
+    }),
   };
 }
 
@@ -81,7 +100,9 @@ export async function plan(
  */
 export async function convert(options: ConvertOptions): Promise<ConvertStats> {
   const started = performance.now();
-  const { source, plan: p } = await plan(options.input, options);
+  const onEvent = options.onEvent;
+  const hub: HubSourceOptions = onEvent ? { ...options.hub, onEvent } : { ...options.hub };
+  const { source, plan: p } = await plan(options.input, { ...options, hub });
   const names = p.tensors.map((t) => t.name);
   options.onEvent?.({
     type: "plan",

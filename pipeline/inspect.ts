@@ -5,10 +5,9 @@
  * @module
  */
 import { gguf } from "@huggingface/gguf";
-import { plan } from "./convert.ts";
+import { plan, type PlanOptions } from "./convert.ts";
 import { ggmlTypeById } from "./ggml_types.ts";
 import type { GgufValue } from "./gguf_metadata.ts";
-import type { TypeChoice } from "./plan.ts";
 
 /** One row of the tensor table. */
 export interface InspectTensor {
@@ -76,7 +75,7 @@ export async function inspectGguf(path: string): Promise<InspectReport> {
 /** Inspects a model folder or Hub repo from its headers; nothing but headers is read. */
 export async function inspectCheckpoint(
   input: string,
-  options: { type?: TypeChoice; tokenizerPre?: string } = {},
+  options: PlanOptions = {},
 ): Promise<InspectReport> {
   const { plan: p } = await plan(input, options);
   const md: Record<string, string> = {};

@@ -5,6 +5,8 @@
  * @module
  */
 import { LocalSource } from "../stages/local_source.ts";
+import { HubSource, type HubSourceOptions } from "../stages/hub_source.ts";
+import { isHubSpec } from "../stages/hub_spec.ts";
 import { architectureOf } from "./architectures.ts";
 import type { GgufMetadata } from "./gguf_metadata.ts";
 import { type ModelConfig, ModelConfigError, parseModelConfig } from "./model_config.ts";
@@ -23,11 +25,11 @@ export interface ModelInputs {
 }
 
 /** Opens a local folder, or a Hub repo for `hf:owner/name[@rev]`. */
-export async function openSource(input: string): Promise<ModelSource> {
-  if (input.startsWith("hf:")) {
-    const { openHubSource } = await import("./hub_input.ts");
-    return await openHubSource(input);
-  }
+export async function openSource(
+  input: string,
+  hub: HubSourceOptions = {},
+): Promise<ModelSource> {
+  if (isHubSpec(input)) return await HubSource.open(input, hub);
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(input);

@@ -61,6 +61,12 @@ export function progressRenderer(format: LogFormat, out: LineWriter): (e: Conver
         if (out.isTerminal) out.write(`\r${line.padEnd(110).slice(0, 110)}`);
         return;
       }
+      case "retry":
+        out.write(
+          `${out.isTerminal ? "\n" : ""}retry ${e.path} (attempt ${e.attempt}, ${e.reason}) in ` +
+            `${(e.delayMs / 1000).toFixed(1)} s\n`,
+        );
+        return;
       case "done": {
         const s = e.stats;
         if (out.isTerminal) out.write("\n");

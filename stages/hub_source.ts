@@ -5,12 +5,12 @@
  * budget, emitted strictly in order; failures are retried with backoff and broken bodies resume
  * from the last byte received.
  *
- * Model info, the file list and small files go through `@huggingface/hub` (`modelInfo`,
- * `listFiles`, `downloadFile`) with our own retrying `fetch`.
+ * Model info and the file list go through `@huggingface/hub` (`modelInfo`, `listFiles`) with our
+ * own retrying `fetch`; small files and tensor data go through the range reader.
  *
  * @module
  */
-import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
+import { HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import type { ByteRange, ModelSource, RangeChunk, ReadRangesOptions } from "../pipeline/source.ts";
 import { HubFileLocator } from "./hub/file_locator.ts";
 import type { HubContext, HubCounters, HubSourceEvent } from "./hub/hub_context.ts";
@@ -199,22 +199,14 @@ export class HubSource implements ModelSource {
    * @throws {HubAuthError} when access is refused.
    */
   async readFile(path: string): Promise<Uint8Array | null> {
-    const ctx = this.#ctx;
-    const token = ctx.token ?? undefined;
-    try {
-      const blob = await downloadFile({
-        repo: ctx.repo,
-        path,
-        revision: ctx.commit,
-        hubUrl: ctx.endpoint,
-        fetch: this.#apiFetch,
-        xet: false,
-        ...(token === undefined ? {} : { accessToken: token }),
-      });
-      return blob === null ? null : new Uint8Array(await blob.arrayBuffer());
-    } catch (error) {
-      throw _scrub(_apiError(error, ctx.repo, ctx.label, path, ctx.token), ctx.token);
+    // Through the range reader, so small files get the same resume, retries and checks as shards.
+    const size = (await this.#fileSizes()).get(path);
+    if (size === undefined) return null;
+    const out = new Uint8Array(size);
+    for await (const piece of this.readRanges([{ path, start: 0, end: size }])) {
+      out.set(piece.bytes, piece.offset);
     }
+    return out;
   }
 
   /**

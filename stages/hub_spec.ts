@@ -45,7 +45,7 @@ export function parseHubSpec(input: string): HubSpec {
   const fail = (reason: string): never => {
     throw new TypeError(`Cannot parse Hub model as ${reason}: ${JSON.stringify(input)}`);
   };
-  if (!input.startsWith(PREFIX)) fail("it does not start with hf:");
+  if (!input.startsWith(PREFIX)) fail("it lacks the hf: prefix");
   const body = input.slice(PREFIX.length);
   const at = body.indexOf("@");
   const repo = at < 0 ? body : body.slice(0, at);

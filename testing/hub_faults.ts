@@ -46,6 +46,8 @@ export interface HubFaultRule {
   readonly path?: string;
   /** HTTP method; any when absent. */
   readonly method?: string;
+  /** Only requests for at least this many file bytes (the Range's length, or the file's size). */
+  readonly minLength?: number;
   /** Matching requests let through first. @default 0 */
   readonly skip?: number;
   /** Matching requests that get the fault. @default 1 */

@@ -236,15 +236,18 @@ export class HubTestServer implements AsyncDisposable {
   /** The fault for a request, if a rule matches; `data`: the answer would carry file bytes. */
   #fault(
     kind: HubFaultTarget,
-    method: string,
-    file: string | null,
+    request: Request,
+    file: _File | null,
     data: boolean,
   ): HubFault | null {
+    const range = file === null ? null : _parseRange(request.headers.get("Range"), file.size);
+    const length = file === null ? 0 : Array.isArray(range) ? range[1] - range[0] : file.size;
     for (const entry of this.#rules) {
       const { rule } = entry;
       if (rule.on !== undefined && rule.on !== kind && !(rule.on === "data" && data)) continue;
-      if (rule.path !== undefined && rule.path !== file) continue;
-      if (rule.method !== undefined && rule.method !== method) continue;
+      if (rule.path !== undefined && rule.path !== file?.path) continue;
+      if (rule.method !== undefined && rule.method !== request.method) continue;
+      if (rule.minLength !== undefined && length < rule.minLength) continue;
       entry.seen++;
       if (entry.seen <= (rule.skip ?? 0) || entry.hit >= (rule.times ?? 1)) continue;
       entry.hit++;
@@ -292,7 +295,7 @@ export class HubTestServer implements AsyncDisposable {
       `${segments[kind === "api" ? 2 : 0]}/${segments[kind === "api" ? 3 : 1]}`,
     );
     if (kind === "api") {
-      const fault = this.#fault("api", request.method, null, false);
+      const fault = this.#fault("api", request, null, false);
       if (fault?.kind === "status") return answer(_injected(fault, request));
       const denied = this.#authorize(repo, request);
       if (denied !== null) return answer(denied);
@@ -396,12 +399,7 @@ export class HubTestServer implements AsyncDisposable {
     if (commit === null) return _error(404, "RevisionNotFound", `Invalid rev id: ${revision}`);
     const file = commit.files.get(path);
     if (file === undefined) return _error(404, "EntryNotFound", `${path} does not exist`);
-    const fault = this.#fault(
-      "resolve",
-      request.method,
-      path,
-      !file.lfs && request.method === "GET",
-    );
+    const fault = this.#fault("resolve", request, file, !file.lfs && request.method === "GET");
     if (fault?.kind === "status") return _injected(fault, request);
     const changed = fault?.kind === "changed";
     const etag = `"${
@@ -444,7 +442,7 @@ export class HubTestServer implements AsyncDisposable {
     const [, owner = "", name = "", sha = "", ...path] = segments;
     const file = this.#repos.get(`${owner}/${name}`)?.commits.get(sha)?.files.get(path.join("/"));
     if (file === undefined) return _error(404, null, "NoSuchKey");
-    const fault = this.#fault("cdn", request.method, file.path, request.method === "GET");
+    const fault = this.#fault("cdn", request, file, request.method === "GET");
     if (fault?.kind === "status") return _injected(fault, request);
     if (fault?.kind === "expired") {
       return new Response("AccessDenied: Request has expired", { status: 403 });

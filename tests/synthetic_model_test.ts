@@ -1,7 +1,5 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { TokenizerLoader } from "@lenml/tokenizers";
-import { convert } from "../mod.ts";
-import { LlamaModel } from "../testing/llama_cpp.ts";
 import { generateModel, readModelWeights } from "../testing/synthetic_model.ts";
 
 async function filesOf(dir: string): Promise<Map<string, Uint8Array>> {
@@ -118,33 +116,4 @@ Deno.test("generateModel() copies Llama 3's tokenizer and sizes the vocabulary t
   const w = await readModelWeights(dir);
   assertEquals(w.get("model.embed_tokens.weight")?.shape, [128256, 64]);
   await Deno.remove(dir, { recursive: true });
-});
-
-Deno.test("generateModel()'s tiny BPE converted with pre llama-bpe tokenizes in llama.cpp as in transformers", async () => {
-  const dir = await Deno.makeTempDir();
-  const output = `${dir}/model.gguf`;
-  try {
-    const model = await generateModel(dir, { arch: "llama", seed: 1, numLayers: 1 });
-    await convert({ input: dir, output, type: "f32", tokenizerPre: "llama-bpe" });
-    const tokenizer = TokenizerLoader.fromPreTrained({
-      tokenizerJSON: JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`)),
-      tokenizerConfig: JSON.parse(await Deno.readTextFile(`${dir}/tokenizer_config.json`)),
-    });
-    using llama = LlamaModel.load(output);
-    assertEquals(llama.nVocab, model.vocabSize);
-    const texts = [
-      "A sluice is a gate that holds water back until someone decides to let it through.",
-      "The miller opened the gates at 1234 o'clock, and it's singing!",
-      "  leading spaces and\ttabs\n\nnew lines   ",
-      "Hello WORLD, they'RE here; we'll see. 3.14159 + 2 = 5.14159",
-      "naïve café — 東京 🚀",
-      "sticks,stones;and?water!!!",
-    ];
-    // With pre "default" llama.cpp splits digits differently (one token more for "1234").
-    for (const text of texts) {
-      assertEquals(llama.tokenize(text, true), tokenizer.encode(text), text);
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });

@@ -41,7 +41,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> xs: array<u32>;
 @group(0) @binding(2) var<storage, read> weights: array<u32>;
 // thresholds top [0, 256), thresholds four [256, 512), hSig bits [512, 768),
-// hExp [768, 1024), rSig bits [1024, 1280)
+// hExp [768, 1024), rSig bits [1024, 1280), top usable level [1280, 1536)
 @group(0) @binding(3) var<storage, read> tables: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out_words: array<atomic<u32>>;
 // [0]: first non-finite element, [1]: first element the outer scale overflows
@@ -59,6 +59,8 @@ const DONE: i32 = -2;
 var<private> levels: array<f32, 8>;
 var<private> mids: array<f32, 7>;
 var<private> reciprocal: bool;
+// Highest usable level of the current code (levels beyond it overflow float32).
+var<private> top: u32;
 var<private> ax: array<f32, 32>;
 var<private> wv: array<f32, 32>;
 var<private> neg_mask: u32;
@@ -216,7 +218,7 @@ fn count_above(v: f32, scale: f32) -> u32 {
 
 fn try_level(best: ptr<function, u32>, best_err: ptr<function, f32>, m: u32, a: f32, d: f32) {
   let err = flush(a - levels[m] * d);
-  if (err < *best_err) {
+  if (m <= top && err < *best_err) {
     *best = m;
     *best_err = err;
   }
@@ -236,11 +238,17 @@ fn saturated_level(a: f32, d: f32) -> u32 {
   return best;
 }
 
+fn top_level(code: u32) -> u32 {
+  return tables[1280u + code];
+}
+
+// The level of a scaled magnitude for scale d' (rp = fl(1/d') for the reciprocal rule), at most
+// `top` (set it for the code first).
 fn level_of(a: f32, d: f32, rp: f32) -> u32 {
   if (reciprocal) {
-    return count_above(flush(a * rp), 1.0);
+    return min(count_above(flush(a * rp), 1.0), top);
   }
-  if (a > levels[7] * d) {
+  if (a > levels[top] * d) {
     return saturated_level(a, d);
   }
   return count_above(a, d);
@@ -258,6 +266,7 @@ fn error_of(code: u32) -> f32 {
   if (reciprocal) {
     rp = reciprocal_of(code);
   }
+  top = top_level(code);
   var sum = 0.0;
   for (var j = 0u; j < params.sub; j++) {
     let a = ax[j];
@@ -270,19 +279,18 @@ fn error_of(code: u32) -> f32 {
 }
 
 // First code in [first, last] whose d' reaches the bound (monotone), or last + 1.
-// which = 0: level7·d' ≥ min_weighted; which = 1: d' ≥ amax' (nearest) or 4·amax' (reciprocal).
+// which = 0: top·d' ≥ min_weighted; which = 1: d' ≥ amax' (nearest) or 4·amax' (reciprocal).
 fn first_reaching(first: u32, last: u32, which: u32) -> u32 {
   var lo = first;
   var hi = last + 1u;
   var bound = min_weighted;
-  var factor = levels[7];
   if (which == 1u) {
     bound = select(amax_scaled, 4.0 * amax_scaled, reciprocal);
-    factor = 1.0;
   }
   while (lo < hi) {
     let mid = (lo + hi) >> 1u;
     let k = k_of(mid);
+    let factor = select(levels[top_level(mid)], 1.0, which == 1u);
     var reached = false;
     if (k > HIGH_K) {
       reached = true;
@@ -419,6 +427,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (reciprocal) {
       rp = reciprocal_of(code);
     }
+    top = top_level(code);
     let half = params.pair / 2u;
     for (var j = 0u; j < params.sub; j++) {
       var m = level_of(ax[j], d, rp);

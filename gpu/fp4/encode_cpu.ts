@@ -57,6 +57,23 @@ export function reportOverflow(
 }
 
 /**
+ * Where each element of a block goes: in each unit of `pairSpan` elements, byte k holds element k
+ * in its low nibble and element k + pairSpan/2 in its high nibble.
+ */
+function placement(format: Fp4Format): { byteOf: Uint8Array; shiftOf: Uint8Array } {
+  const byteOf = new Uint8Array(format.blockSize);
+  const shiftOf = new Uint8Array(format.blockSize);
+  const half = format.pairSpan / 2;
+  for (let i = 0; i < format.blockSize; i++) {
+    const unit = Math.floor(i / format.pairSpan);
+    const k = i - unit * format.pairSpan;
+    byteOf[i] = format.codeOffset + unit * half + (k % half);
+    shiftOf[i] = k < half ? 0 : 4;
+  }
+  return { byteOf, shiftOf };
+}
+
+/**
  * Encodes whole rows into `out` with resolved options and weights (the core both entry points and
  * the GPU fallback share). Checks the input first.
  * @throws {Fp4InputError} for an element that cannot be encoded.
@@ -85,8 +102,8 @@ export function encodeFp4IntoCpu(
   const xBits = new Uint32Array(rows.buffer, rows.byteOffset, rows.length);
   const sub = new Fp4SubBlock(format, fp4Tables(format));
   const codes = new Uint8Array(32);
-  const { blockSize, subBlockSize, blockBytes, scaleOffset, codeOffset, pairSpan } = format;
-  const half = pairSpan / 2;
+  const { blockSize, subBlockSize, blockBytes, scaleOffset } = format;
+  const { byteOf, shiftOf } = placement(format);
   const blocks = rows.length / blockSize;
   out.fill(0, 0, need);
   for (let b = 0; b < blocks; b++) {
@@ -97,12 +114,9 @@ export function encodeFp4IntoCpu(
       const code = sub.choose(search);
       out[bo + scaleOffset + s] = code;
       sub.codes(code, codes);
+      const i0 = s * subBlockSize;
       for (let j = 0; j < subBlockSize; j++) {
-        const i = s * subBlockSize + j;
-        const unit = Math.floor(i / pairSpan);
-        const k = i - unit * pairSpan;
-        const byte = bo + codeOffset + unit * half + (k % half);
-        out[byte]! |= k < half ? codes[j]! : codes[j]! << 4;
+        out[bo + byteOf[i0 + j]!]! |= codes[j]! << shiftOf[i0 + j]!;
       }
     }
   }

@@ -109,10 +109,14 @@ export class Fp4SubBlock {
   ec = 0;
   /** amax·2^-E'. */
   amaxScaled = 0;
-  /** Smallest |x'| with a nonzero weight, or Infinity. */
+  /** Smallest |x'| with a nonzero weight, or Infinity (valid once errors were asked for). */
   minWeighted = Infinity;
-  /** The error with every element at code 0. */
+  /** The error with every element at code 0 (valid once errors were asked for). */
   zeroError = 0;
+  #start = 0;
+  #nPerRow = 1;
+  #weights: Fp4Weights = { kind: WEIGHTS_NONE };
+  #prepared = false;
 
   constructor(format: Fp4Format, tables: Fp4Tables) {
     this.#format = format;
@@ -130,8 +134,9 @@ export class Fp4SubBlock {
   }
 
   /**
-   * Reads the sub-block at `start` of `x` (bits `xBits`, the same memory) with its weights.
-   * Inputs must be finite and, after the outer scale, finite (the caller checks).
+   * Reads the sub-block at `start` of `x` (bits `xBits`, the same memory); its weights are read
+   * when an error is first needed. Inputs must be finite and, after the outer scale, finite (the
+   * caller checks).
    */
   load(
     x: Float32Array,
@@ -143,7 +148,6 @@ export class Fp4SubBlock {
   ): void {
     const n = this.n;
     const ax = this.ax;
-    const w = this.w;
     let amax = 0;
     for (let j = 0; j < n; j++) {
       const bits = xBits[start + j]!;
@@ -154,6 +158,27 @@ export class Fp4SubBlock {
       if (a > amax) amax = a;
     }
     this.amax = amax;
+    this.#start = start;
+    this.#nPerRow = nPerRow;
+    this.#weights = weights;
+    this.#prepared = false;
+    if (amax === 0) return;
+    this.#scratch[0] = amax;
+    this.amaxBits = this.#scratchBits[0]!;
+    const e = (this.amaxBits >>> 23) - 127;
+    this.ec = e < 126 ? e : 126;
+    const p = pow2(-this.ec);
+    this.amaxScaled = amax * p;
+    for (let j = 0; j < n; j++) ax[j] = flush(f(ax[j]! * p));
+  }
+
+  /** Reads and normalises the weights, and derives minWeighted and zeroError. */
+  #prepare(): void {
+    this.#prepared = true;
+    const n = this.n;
+    const ax = this.ax;
+    const w = this.w;
+    const weights = this.#weights;
     let wmax = 0;
     if (weights.kind === WEIGHTS_NONE) {
       w.fill(1, 0, n);
@@ -161,23 +186,12 @@ export class Fp4SubBlock {
       const data = weights.data;
       const column = weights.kind === WEIGHTS_COLUMN;
       for (let j = 0; j < n; j++) {
-        const v = column ? data[(start + j) % nPerRow]! : data[start + j]!;
+        const v = column ? data[(this.#start + j) % this.#nPerRow]! : data[this.#start + j]!;
         const wv = v < MIN_NORMAL ? 0 : v;
         w[j] = wv;
         if (wv > wmax) wmax = wv;
       }
     }
-    if (amax === 0) {
-      this.minWeighted = Infinity;
-      this.zeroError = 0;
-      return;
-    }
-    this.#scratch[0] = amax;
-    this.amaxBits = this.#scratchBits[0]!;
-    const e = (this.amaxBits >>> 23) - 127;
-    this.ec = e < 126 ? e : 126;
-    const p = pow2(-this.ec);
-    this.amaxScaled = amax * p;
     let pw = 1;
     if (wmax > 0) {
       const ew = this.#exponentOf(wmax);
@@ -186,8 +200,7 @@ export class Fp4SubBlock {
     let minWeighted = Infinity;
     let zero = 0;
     for (let j = 0; j < n; j++) {
-      const a = flush(f(ax[j]! * p));
-      ax[j] = a;
+      const a = ax[j]!;
       let wj = w[j]!;
       if (wmax > 0) {
         wj = flush(f(wj * pw));
@@ -259,6 +272,7 @@ export class Fp4SubBlock {
   /** Weighted squared error of the loaded sub-block with scale code `code`. */
   error(code: number): number {
     if (this.amax === 0) return 0;
+    if (!this.#prepared) this.#prepare();
     const d = this.scaledHalf(code);
     if (d === 0) return this.zeroError;
     const rp = this.#reciprocal ? this.#reciprocalOf(code) : 0;
@@ -346,6 +360,7 @@ export class Fp4SubBlock {
     if (this.amax === 0) return 0;
     const { minSearchCode, maxCode } = this.#format;
     const full = search.mode === MODE_FULL;
+    if (full && !this.#prepared) this.#prepare();
     if (full && this.minWeighted === Infinity) return minSearchCode;
     let base = 0;
     let four = 0;

@@ -1,0 +1,115 @@
+import { assertEquals, assertRejects } from "./_assert.ts";
+import { concat, edgeImatrix, edgeRows, seededImatrix, seededRows } from "./_fp4_data.ts";
+import { acquireGpu } from "../gpu/device.ts";
+import { createFp4Encoder, encodeFp4Rows } from "../gpu/fp4/encode.ts";
+import { encodeFp4RowsCpu } from "../gpu/fp4/encode_cpu.ts";
+import { FP4_FORMATS, type Fp4Format } from "../gpu/fp4/formats.ts";
+import { Fp4InputError } from "../gpu/fp4/input_error.ts";
+import type { Fp4SearchOptions } from "../gpu/fp4/search_options.ts";
+import { assertBlocksEqual } from "../testing/block_diff.ts";
+
+const gpu = await acquireGpu("auto");
+if (gpu === null) {
+  console.warn("fp4_gpu_test: skipped, WebGPU has no adapter here");
+}
+const ignore = gpu === null;
+const N = 128;
+
+function inputs(format: Fp4Format, seed: number): Float32Array {
+  const edges = edgeRows(seed, 27, format.subBlockSize).map((v) =>
+    format.weighting === "row-sigma" && Math.abs(v) > 1e15 ? v * 1e-30 : v
+  );
+  return concat(seededRows(seed, 3, N), edges, new Float32Array(N - (edges.length % N)));
+}
+
+/** Encodes on both and requires the same bytes, or the same error. */
+async function same(format: Fp4Format, x: Float32Array, options: Fp4SearchOptions, label: string) {
+  let cpu: Uint8Array | Error;
+  try {
+    cpu = encodeFp4RowsCpu(format, x, N, options);
+  } catch (e: unknown) {
+    cpu = e as Error;
+  }
+  const run = encodeFp4Rows(format, x, N, { ...options, device: "gpu" });
+  if (cpu instanceof Error) {
+    await assertRejects(
+      () => run,
+      cpu.constructor as typeof Error,
+      new RegExp(`^${escape(cpu.message)}$`),
+    );
+    return;
+  }
+  assertBlocksEqual(await run, cpu, format.blockBytes, label);
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+for (const format of Object.values(FP4_FORMATS)) {
+  Deno.test({
+    name: `Fp4GpuEncoder encodes ${format.label} to the CPU twin's bytes in every mode`,
+    ignore,
+    async fn() {
+      const x = inputs(format, 41);
+      const imatrices = [null, seededImatrix(41, N)];
+      if (format.weighting === "column") imatrices.push(edgeImatrix(41, N));
+      const outers = format.outerScale ? [1, 37.5, 3e-5] : [1];
+      for (const mode of ["rtn", "window", "full"] as const) {
+        for (const imatrix of imatrices) {
+          for (const outerScale of outers) {
+            const options = { mode, imatrix, outerScale, fourOverSix: mode !== "full" };
+            await same(format, x, options, `${format.label} ${mode} ${outerScale}`);
+          }
+        }
+      }
+      // The widest window: 511 candidates per sub-block, near llvmpipe's per-invocation loop cap.
+      await same(format, x, { mode: "window", window: 255 }, `${format.label} window 255`);
+    },
+  });
+}
+
+Deno.test({
+  name: "Fp4GpuEncoder reports the first NaN, ±inf or outer-scale overflow as the twin does",
+  ignore,
+  async fn() {
+    const nvfp4 = FP4_FORMATS.nvfp4;
+    const x = seededRows(42, 2, N);
+    x[200] = Infinity;
+    x[150] = NaN;
+    await assertRejects(
+      () => encodeFp4Rows(nvfp4, x, N, { device: "gpu" }),
+      Fp4InputError,
+      /^Cannot encode NVFP4 as element 150 \(row 1, column 22\) is NaN$/,
+    );
+    const big = seededRows(42, 2, N);
+    big[77] = 3e38;
+    await same(nvfp4, big, { outerScale: 1e-3 }, "overflow");
+    await assertRejects(
+      () => encodeFp4Rows(nvfp4, big, N, { outerScale: 1e-3, device: "gpu" }),
+      Fp4InputError,
+      /^Cannot encode NVFP4 as element 77 \(row 0, column 77\) overflows float32 when divided by the outer scale 0\.0010000000474974513$/,
+    );
+  },
+});
+
+Deno.test({
+  name: "createFp4Encoder() serves overlapping chunks of one tensor on the GPU",
+  ignore,
+  async fn() {
+    const format = FP4_FORMATS.q4_0_rocmfp4;
+    const imatrix = seededImatrix(43, N);
+    const encoder = await createFp4Encoder(format, N, { mode: "window", imatrix, device: "gpu" });
+    assertEquals(encoder.device, "gpu");
+    const chunks = [1, 2, 3, 4].map((seed) => seededRows(43 + seed, seed, N));
+    const results = await Promise.all(chunks.map((c) => encoder.encode(c)));
+    chunks.forEach((c, i) =>
+      assertBlocksEqual(
+        results[i]!,
+        encodeFp4RowsCpu(format, c, N, { mode: "window", imatrix }),
+        format.blockBytes,
+        `chunk ${i}`,
+      )
+    );
+  },
+});
