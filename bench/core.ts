@@ -29,7 +29,8 @@ const SPEC = {
   maxShardBytes: 512 * 1024 * 1024,
 } as const;
 
-async function ensureModel(): Promise<string[]> {
+/** Generates the benchmark model once (cached in .bench/core) and lists its shards. */
+export async function ensureCoreModel(): Promise<{ dir: string; shards: string[] }> {
   const stamp = `${MODEL}/.spec.json`;
   const want = JSON.stringify(SPEC);
   const have = await Deno.readTextFile(stamp).catch(() => "");
@@ -40,8 +41,9 @@ async function ensureModel(): Promise<string[]> {
     await generateModel(MODEL, SPEC);
     await Deno.writeTextFile(stamp, want);
   }
-  return [...Deno.readDirSync(MODEL)].map((e) => e.name).filter((n) => n.endsWith(".safetensors"))
-    .sort();
+  const shards = [...Deno.readDirSync(MODEL)].map((e) => e.name)
+    .filter((n) => n.endsWith(".safetensors")).sort();
+  return { dir: MODEL, shards };
 }
 
 async function timed(fn: () => Promise<void>): Promise<number> {
@@ -130,7 +132,7 @@ async function ggmlQ8Anchor(): Promise<{ elementsPerSecond: number; elements: nu
 
 /** Runs the benchmark and prints the table. */
 export async function benchCore(): Promise<void> {
-  const shards = await ensureModel();
+  const { shards } = await ensureCoreModel();
   let inputBytes = 0;
   for (const s of shards) inputBytes += (await Deno.stat(`${MODEL}/${s}`)).size;
   const elements = inputBytes / 2;

@@ -6,6 +6,7 @@
  */
 const BENCHES: Record<string, () => Promise<void>> = {
   core: async () => (await import("./core.ts")).benchCore(),
+  hub: async () => (await import("./hub.ts")).benchHub(),
 };
 
 const name = Deno.args[0];

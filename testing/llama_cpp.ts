@@ -26,6 +26,9 @@ const CTX_N_UBATCH = 8;
 const CTX_N_THREADS = 28;
 const CTX_N_THREADS_BATCH = 32;
 const CTX_NO_PERF = 130;
+const CTX_FLASH_ATTN_TYPE = 52;
+const CTX_TYPE_K = 104;
+const CTX_TYPE_V = 108;
 
 function structOf(size: number): Deno.NativeStructType {
   return { struct: new Array<Deno.NativeType>(size / 8).fill("u64") };
@@ -87,12 +90,13 @@ function cString(text: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Opens libllama once per process and loads ggml's CPU backend. */
+/** Opens libllama once per isolate and loads ggml's CPU backend. */
 export function llamaLibrary(): LlamaLib {
   if (loaded) return loaded;
-  const ggml = Deno.dlopen(`${LIB_DIR}libggml.v0.5.0.so`, ggmlSymbols);
-  ggml.symbols.ggml_backend_load_all_from_path(cString(LIB_DIR));
   const lib = Deno.dlopen(`${LIB_DIR}libllama.v0.5.0.so`, llamaSymbols).symbols;
+  // The logger is process-global but the callback belongs to this isolate: install it before
+  // anything logs, and take it back out when the isolate ends (a test file's worker), or the next
+  // file's llama.cpp would call freed code.
   const callback = new Deno.UnsafeCallback(LOG_CALLBACK, (_level, text) => {
     if (text === null) return;
     recentLog.push(Deno.UnsafePointerView.getCString(text));
@@ -100,6 +104,9 @@ export function llamaLibrary(): LlamaLib {
   });
   keepAlive.push(callback);
   lib.llama_log_set(callback.pointer, null);
+  globalThis.addEventListener("unload", () => lib.llama_log_set(null, null));
+  const ggml = Deno.dlopen(`${LIB_DIR}libggml.v0.5.0.so`, ggmlSymbols);
+  ggml.symbols.ggml_backend_load_all_from_path(cString(LIB_DIR));
   lib.llama_backend_init();
   loaded = lib;
   return lib;
@@ -113,6 +120,11 @@ export interface LlamaLoadOptions {
   threads?: number;
   /** Load only the vocabulary (a GGUF with tokenizer metadata and no tensors). @default false */
   vocabOnly?: boolean;
+  /**
+   * F32 KV cache and no flash attention, so an F32 model's logits carry only float32 rounding
+   * (llama.cpp's defaults, an F16 cache, add ~1e-3 relative error). @default false
+   */
+  exact?: boolean;
 }
 
 /** A GGUF loaded into real llama.cpp with one context. */
@@ -158,6 +170,11 @@ export class LlamaModel implements Disposable {
     view.setInt32(CTX_N_THREADS, threads, true);
     view.setInt32(CTX_N_THREADS_BATCH, threads, true);
     view.setUint8(CTX_NO_PERF, 1);
+    if (options.exact) {
+      view.setInt32(CTX_FLASH_ATTN_TYPE, 0, true);
+      view.setInt32(CTX_TYPE_K, 0, true); // GGML_TYPE_F32
+      view.setInt32(CTX_TYPE_V, 0, true);
+    }
     const ctx = lib.llama_init_from_model(model, cp);
     if (ctx === null) {
       lib.llama_model_free(model);

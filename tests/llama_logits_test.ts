@@ -11,9 +11,8 @@
  *
  * Tolerances per output type, from the rounding each adds to llama.cpp's f32 arithmetic, about 2–3×
  * the worst measured error (given in brackets):
- * - f32: only the harness's F16 KV cache (unit roundoff 2^-11 on K and V): rms 3e-3 [1.0e-3],
- *   max 3e-2 [1.1e-2]. (With an F32 KV cache and flash attention off llama.cpp measures rms 4e-7,
- *   max 4e-6.)
+ * - f32: llama.cpp runs with an F32 KV cache and no flash attention (`exact`), so only float32
+ *   rounding remains: rms 1e-5 [4.2e-7], max 1e-4 [3.3e-6].
  * - f16: weights and, on the CPU backend, the activations entering each matmul round to 11 bits:
  *   rms 5e-3 [1.7e-3], max 4e-2 [1.4e-2].
  * - bf16: the same at 8 bits, 8× coarser: rms 3e-2 [1.1e-2], max 0.25 [0.11].
@@ -48,7 +47,7 @@ interface Tolerance {
 
 /** Allowed errors per output type (see the module doc for where each comes from). */
 const TOLERANCE: Readonly<Record<OutType, Tolerance>> = {
-  f32: { rms: 3e-3, max: 3e-2 },
+  f32: { rms: 1e-5, max: 1e-4 },
   f16: { rms: 5e-3, max: 4e-2 },
   bf16: { rms: 3e-2, max: 0.25 },
   q8_0: { rms: 8e-2, max: 0.8 },
@@ -202,7 +201,7 @@ async function llamaLogits(
   const output = await Deno.makeTempFile({ prefix: "sluice-logits-", suffix: `.${type}.gguf` });
   await convert({ input, output, type, ...(tokenizerPre ? { tokenizerPre } : {}) });
   try {
-    using model = LlamaModel.load(output, { nCtx: 64 });
+    using model = LlamaModel.load(output, { nCtx: 64, exact: true });
     return model.logits(tokens);
   } finally {
     await Deno.remove(output);

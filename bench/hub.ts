@@ -1,0 +1,122 @@
+/**
+ * `deno task bench hub`: a loopback Hub (in its own process) serves the generated ~2 GB sharded
+ * BF16 model of `bench core`. Measured in the same run with the same connection count: a plain
+ * parallel ranged download of the shards (the anchor), and Sluice converting `hf:` → BF16 GGUF
+ * in a child process (passthrough, so the network path dominates). Prints MB/s, the ratio, and
+ * the converter's peak RSS against its memory budget.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { ensureCoreModel } from "./core.ts";
+import { plainParallelDownload } from "./hub_download.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const CONNECTIONS = 8;
+const MAX_MEMORY_MIB = 256;
+
+/** Starts `bench/hub_serve.ts` and waits for its endpoint line. */
+async function startServer(model: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}bench/hub_serve.ts`, model],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("Cannot start the loopback Hub");
+    text += value;
+  }
+  const endpoint = JSON.parse(text.split("\n")[0]!).endpoint as string;
+  reader.releaseLock();
+  return { endpoint, child };
+}
+
+/** Runs the benchmark and prints the table. */
+export async function benchHub(): Promise<void> {
+  const { dir, shards } = await ensureCoreModel();
+  const { endpoint, child } = await startServer(dir);
+  try {
+    let total = 0;
+    const sizes: number[] = [];
+    for (const s of shards) {
+      const size = (await Deno.stat(`${dir}/${s}`)).size;
+      sizes.push(size);
+      total += size;
+    }
+    console.log(
+      `model: ${shards.length} shards, ${(total / 1e9).toFixed(2)} GB, ${CONNECTIONS} connections`,
+    );
+    // Anchor: the same bytes, file by file, over the same number of connections.
+    const t0 = performance.now();
+    for (let i = 0; i < shards.length; i++) {
+      await plainParallelDownload(
+        `${endpoint}/bench/core/resolve/main/${shards[i]}`,
+        sizes[i]!,
+        CONNECTIONS,
+      );
+    }
+    const plainSeconds = (performance.now() - t0) / 1000;
+
+    const out = `${ROOT}.bench/hub-out.gguf`;
+    const t1 = performance.now();
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `${ROOT}cli.ts`,
+        "convert",
+        "hf:bench/core",
+        "-o",
+        out,
+        "--type",
+        "bf16",
+        "--tokenizer-pre",
+        "llama-bpe",
+        "--log-format",
+        "json",
+        "--endpoint",
+        endpoint,
+        "--connections",
+        String(CONNECTIONS),
+        "--max-memory",
+        String(MAX_MEMORY_MIB),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { HF_TOKEN: "" },
+    }).output();
+    const convertSeconds = (performance.now() - t1) / 1000;
+    const log = new TextDecoder().decode(run.stderr);
+    if (!run.success) throw new Error(`sluice convert failed:\n${log}`);
+    const done = log.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) =>
+      e.type === "done"
+    );
+    await Deno.remove(out);
+    const mbs = (s: number) => (total / 1e6 / s).toFixed(0);
+    console.log("\nrun                          seconds   MB/s   peak RSS MiB");
+    console.log(
+      `plain parallel download      ${plainSeconds.toFixed(2).padStart(7)} ${
+        mbs(plainSeconds).padStart(6)
+      }              -`,
+    );
+    console.log(
+      `sluice hf: → bf16 GGUF       ${convertSeconds.toFixed(2).padStart(7)} ${
+        mbs(convertSeconds).padStart(6)
+      } ${(done.stats.peakRssBytes / 2 ** 20).toFixed(0).padStart(14)}`,
+    );
+    console.log(
+      `\nconversion vs plain download: ${
+        (plainSeconds / convertSeconds).toFixed(2)
+      }× (target ≥ 0.9); ` +
+        `peak RSS ${
+          (done.stats.peakRssBytes / 2 ** 20).toFixed(0)
+        } MiB with --max-memory ${MAX_MEMORY_MIB} MiB`,
+    );
+  } finally {
+    child.kill();
+    await child.status;
+  }
+}
