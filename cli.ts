@@ -6,7 +6,18 @@
 import { parseArgs } from "node:util";
 import { convert } from "./pipeline/convert.ts";
 import { inspectCheckpoint, inspectGguf, type InspectReport } from "./pipeline/inspect.ts";
-import { OUTPUT_TYPES, type TypeChoice } from "./pipeline/plan.ts";
+import type { TypeChoice } from "./pipeline/plan.ts";
+import {
+  parseTensorTypeRule,
+  ruleType,
+  TYPE_PRESETS,
+  type TypeRules,
+} from "./pipeline/type_selection.ts";
+import type { Fp4FormatName } from "./gpu/fp4/formats.ts";
+import type { EncodeOptions } from "./stages/encode_stream.ts";
+
+/** The scale search used when --scale-search is not given (see README: measured by KLD). */
+const DEFAULT_SCALE_SEARCH = "window";
 import { formatBytes, type LogFormat, progressRenderer } from "./pipeline/progress.ts";
 import type { HubSourceOptions } from "./stages/hub_source.ts";
 
@@ -18,8 +29,24 @@ Usage:
 
 Convert options:
   -o, --output FILE        output GGUF (written as FILE.partial, renamed when complete)
-  -t, --type TYPE          type of 2-D weights: auto | f32 | f16 | bf16 | q8_0 (default auto:
-                           BF16 for BF16 checkpoints, else F16). 1-D tensors and norms stay F32.
+  -t, --type TYPE          preset for 2-D weights (1-D tensors and norms always stay F32):
+                           auto (default: BF16 for BF16 checkpoints, else F16) | f32 | f16 | bf16
+                           | q8_0 | nvfp4 (attention/FFN NVFP4, embeddings/output Q8_0)
+                           | mxfp4_moe (3-D experts MXFP4, rest Q8_0)
+                           | rocmfp4 | rocmfp4_fast (EXPERIMENTAL: types 100/101 load only in the
+                             ROCmFPX llama.cpp fork, not in stock llama.cpp)
+      --tensor-type RE=T   type T for tensors whose GGUF name matches RE (first match wins; may
+                           repeat); T: f32 f16 bf16 q8_0 nvfp4 mxfp4 q4_0_rocmfp4 q4_0_rocmfp4_fast
+      --output-tensor-type T, --token-embedding-type T
+                           type of output.weight / token_embd.weight
+      --simulate FORMAT    quantize and dequantize 2-D attention/FFN weights in an FP4 format
+                           (nvfp4 | mxfp4 | q4_0_rocmfp4 | q4_0_rocmfp4_fast | amdfp4) and write
+                           them as --type (f32/f16/bf16), so stock llama.cpp can measure quality
+      --scale-search MODE  FP4 block-scale choice: rtn (ggml's rule) | window | full
+                           (default window: imatrix-weighted error search, see README)
+      --window N           codes tried each side of the rtn scale in window mode (default 12)
+      --four-over-six      also try mapping each block's max to 4 instead of 6
+      --device DEVICE      FP4 kernels on auto (WebGPU when present) | gpu | cpu
       --name NAME          general.name (default: the Hub repo id, else the folder's name)
       --tokenizer-pre NAME tokenizer.ggml.pre to use when the tokenizer is not in llama.cpp's table
       --chunk-size MIB     largest piece read at once (default 8)
@@ -48,8 +75,8 @@ const print = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
 
 function typeChoice(value: string | undefined): TypeChoice {
   const t = (value ?? "auto").toLowerCase();
-  if (t !== "auto" && !(OUTPUT_TYPES as readonly string[]).includes(t)) {
-    throw new UsageError(`Cannot use --type ${value}: choose auto, ${OUTPUT_TYPES.join(", ")}`);
+  if (!(TYPE_PRESETS as readonly string[]).includes(t)) {
+    throw new UsageError(`Cannot use --type ${value}: choose ${TYPE_PRESETS.join(", ")}`);
   }
   return t as TypeChoice;
 }
@@ -63,7 +90,7 @@ function positiveNumber(flag: string, value: string | undefined, max: number): n
   return n;
 }
 
-function hubOptions(values: Record<string, string | boolean | undefined>): HubSourceOptions {
+function hubOptions(values: Record<string, unknown>): HubSourceOptions {
   const hub: HubSourceOptions = {};
   if (typeof values.token === "string") hub.token = values.token;
   if (typeof values.endpoint === "string") hub.endpoint = values.endpoint;
@@ -72,6 +99,53 @@ function hubOptions(values: Record<string, string | boolean | undefined>): HubSo
   const memory = positiveNumber("max-memory", values["max-memory"] as string | undefined, 65536);
   if (memory !== undefined) hub.maxMemory = Math.round(memory * 1024 * 1024);
   return hub;
+}
+
+function typeRules(values: Record<string, unknown>): TypeRules {
+  try {
+    const tensorTypes = ((values["tensor-type"] ?? []) as string[]).map(parseTensorTypeRule);
+    const out = values["output-tensor-type"] as string | undefined;
+    const embd = values["token-embedding-type"] as string | undefined;
+    return {
+      tensorTypes,
+      ...(out === undefined ? {} : { outputType: ruleType("--output-tensor-type", out) }),
+      ...(embd === undefined
+        ? {}
+        : { tokenEmbeddingType: ruleType("--token-embedding-type", embd) }),
+    };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+const FP4_NAMES = ["nvfp4", "mxfp4", "q4_0_rocmfp4", "q4_0_rocmfp4_fast", "amdfp4"] as const;
+
+function fp4FormatName(text: string): Fp4FormatName {
+  const t = text.toLowerCase().replace("amd-fp4", "amdfp4");
+  if (!(FP4_NAMES as readonly string[]).includes(t)) {
+    throw new UsageError(`Cannot simulate ${text}: choose ${FP4_NAMES.join(", ")}`);
+  }
+  return t as Fp4FormatName;
+}
+
+function encodeOptions(values: Record<string, unknown>): Omit<EncodeOptions, "imatrixFor"> {
+  const mode = (values["scale-search"] as string | undefined) ?? DEFAULT_SCALE_SEARCH;
+  if (mode !== "rtn" && mode !== "window" && mode !== "full") {
+    throw new UsageError(`Cannot use --scale-search ${mode}: choose rtn, window or full`);
+  }
+  const device = (values.device as string | undefined) ?? "auto";
+  if (device !== "auto" && device !== "gpu" && device !== "cpu") {
+    throw new UsageError(`Cannot use --device ${device}: choose auto, gpu or cpu`);
+  }
+  const window = values.window === undefined
+    ? 12
+    : positiveNumber("window", values.window as string, 255) ?? 12;
+  return {
+    mode,
+    window: Math.round(window),
+    device,
+    fourOverSix: values["four-over-six"] === true,
+  };
 }
 
 function renderReport(r: InspectReport): string {
@@ -114,6 +188,14 @@ async function run(args: string[]): Promise<number> {
       type: { type: "string", short: "t" },
       "tokenizer-pre": { type: "string" },
       name: { type: "string" },
+      "tensor-type": { type: "string", multiple: true },
+      "output-tensor-type": { type: "string" },
+      "token-embedding-type": { type: "string" },
+      simulate: { type: "string" },
+      "scale-search": { type: "string" },
+      window: { type: "string" },
+      "four-over-six": { type: "boolean" },
+      device: { type: "string" },
       "chunk-size": { type: "string" },
       "log-format": { type: "string" },
       json: { type: "boolean" },
@@ -137,6 +219,8 @@ async function run(args: string[]): Promise<number> {
   const common = {
     type,
     hub,
+    rules: typeRules(values),
+    ...(values.simulate === undefined ? {} : { simulate: fp4FormatName(values.simulate) }),
     ...(values["tokenizer-pre"] === undefined ? {} : { tokenizerPre: values["tokenizer-pre"] }),
     ...(values.name === undefined ? {} : { name: values.name }),
   };
@@ -158,6 +242,7 @@ async function run(args: string[]): Promise<number> {
       try {
         await convert({
           ...common,
+          encode: encodeOptions(values),
           input,
           output: values.output,
           chunkSize: Math.round(chunkMiB * 1024 * 1024),

@@ -110,7 +110,7 @@ export async function benchFp4(options: Fp4BenchOptions = {}): Promise<Fp4BenchR
     let rtnError = 0;
     for (const mode of ["rtn", "window", "full"] as const) {
       const opts = { mode, imatrix };
-      let bytes = new Uint8Array(0);
+      let bytes: Uint8Array = new Uint8Array(0);
       const cpuMs = best(reps, () => {
         bytes = encodeFp4RowsCpu(format, x, ROW, opts);
       });

@@ -34,6 +34,71 @@ async function startServer(model: string) {
   return { endpoint, child };
 }
 
+/** Runs per contender; the best time counts (the disk here is shared and noisy). */
+const ROUNDS = 2;
+
+async function download(endpoint: string, shards: string[], sizes: number[]): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < shards.length; i++) {
+    const path = `${ROOT}.bench/download-${i}.bin`;
+    using file = await Deno.open(path, { write: true, create: true, truncate: true });
+    await plainParallelDownload(
+      `${endpoint}/bench/core/resolve/main/${shards[i]}`,
+      sizes[i]!,
+      CONNECTIONS,
+      {
+        onBytes: (offset, bytes) => {
+          file.seekSync(offset, Deno.SeekMode.Start);
+          for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+        },
+      },
+    );
+    await file.syncData();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  for (let i = 0; i < shards.length; i++) await Deno.remove(`${ROOT}.bench/download-${i}.bin`);
+  return seconds;
+}
+
+async function convertFromHub(endpoint: string): Promise<{ seconds: number; peakRss: number }> {
+  const out = `${ROOT}.bench/hub-out.gguf`;
+  const t0 = performance.now();
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${ROOT}cli.ts`,
+      "convert",
+      "hf:bench/core",
+      "-o",
+      out,
+      "--type",
+      "bf16",
+      "--tokenizer-pre",
+      "llama-bpe",
+      "--log-format",
+      "json",
+      "--endpoint",
+      endpoint,
+      "--connections",
+      String(CONNECTIONS),
+      "--max-memory",
+      String(MAX_MEMORY_MIB),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { HF_TOKEN: "" },
+  }).output();
+  const seconds = (performance.now() - t0) / 1000;
+  const log = new TextDecoder().decode(run.stderr);
+  if (!run.success) throw new Error(`sluice convert failed:\n${log}`);
+  const done = log.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) =>
+    e.type === "done"
+  );
+  await Deno.remove(out);
+  return { seconds, peakRss: done.stats.peakRssBytes };
+}
+
 /** Runs the benchmark and prints the table. */
 export async function benchHub(): Promise<void> {
   const { dir, shards } = await ensureCoreModel();
@@ -49,71 +114,35 @@ export async function benchHub(): Promise<void> {
     console.log(
       `model: ${shards.length} shards, ${(total / 1e9).toFixed(2)} GB, ${CONNECTIONS} connections`,
     );
-    // Anchor: the same bytes, file by file, over the same number of connections.
-    const t0 = performance.now();
-    for (let i = 0; i < shards.length; i++) {
-      await plainParallelDownload(
-        `${endpoint}/bench/core/resolve/main/${shards[i]}`,
-        sizes[i]!,
-        CONNECTIONS,
-      );
+    // Anchor: the same bytes, file by file, over the same number of connections, written to disk
+    // (positioned writes, then fsync) as a downloader does; the conversion writes its GGUF too.
+    const downloadSeconds: number[] = [];
+    const convertRuns: { seconds: number; peakRss: number }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      downloadSeconds.push(await download(endpoint, shards, sizes));
+      convertRuns.push(await convertFromHub(endpoint));
     }
-    const plainSeconds = (performance.now() - t0) / 1000;
-
-    const out = `${ROOT}.bench/hub-out.gguf`;
-    const t1 = performance.now();
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${ROOT}cli.ts`,
-        "convert",
-        "hf:bench/core",
-        "-o",
-        out,
-        "--type",
-        "bf16",
-        "--tokenizer-pre",
-        "llama-bpe",
-        "--log-format",
-        "json",
-        "--endpoint",
-        endpoint,
-        "--connections",
-        String(CONNECTIONS),
-        "--max-memory",
-        String(MAX_MEMORY_MIB),
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      env: { HF_TOKEN: "" },
-    }).output();
-    const convertSeconds = (performance.now() - t1) / 1000;
-    const log = new TextDecoder().decode(run.stderr);
-    if (!run.success) throw new Error(`sluice convert failed:\n${log}`);
-    const done = log.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) =>
-      e.type === "done"
-    );
-    await Deno.remove(out);
+    const plainSeconds = Math.min(...downloadSeconds);
+    const best = convertRuns.reduce((a, b) => (a.seconds <= b.seconds ? a : b));
+    const convertSeconds = best.seconds;
+    const peakRss = Math.max(...convertRuns.map((r) => r.peakRss));
     const mbs = (s: number) => (total / 1e6 / s).toFixed(0);
     console.log("\nrun                          seconds   MB/s   peak RSS MiB");
     console.log(
-      `plain parallel download      ${plainSeconds.toFixed(2).padStart(7)} ${
+      `plain download to disk       ${plainSeconds.toFixed(2).padStart(7)} ${
         mbs(plainSeconds).padStart(6)
       }              -`,
     );
     console.log(
       `sluice hf: → bf16 GGUF       ${convertSeconds.toFixed(2).padStart(7)} ${
         mbs(convertSeconds).padStart(6)
-      } ${(done.stats.peakRssBytes / 2 ** 20).toFixed(0).padStart(14)}`,
+      } ${(peakRss / 2 ** 20).toFixed(0).padStart(14)}`,
     );
     console.log(
       `\nconversion vs plain download: ${
         (plainSeconds / convertSeconds).toFixed(2)
       }× (target ≥ 0.9); ` +
-        `peak RSS ${
-          (done.stats.peakRssBytes / 2 ** 20).toFixed(0)
-        } MiB with --max-memory ${MAX_MEMORY_MIB} MiB`,
+        `peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB with --max-memory ${MAX_MEMORY_MIB} MiB`,
     );
   } finally {
     child.kill();

@@ -65,7 +65,7 @@ async function open(): Promise<GpuContext | null> {
 /**
  * The process's GPU for a device choice: null for `cpu`, and for `auto` when there is no adapter.
  *
- * @throws {Error} for `gpu` when no WebGPU adapter is available.
+ * @throws {Error} for `gpu` when no WebGPU adapter is available or opening it fails.
  *
  * @example The CPU choice never touches WebGPU
  * ```ts
@@ -83,7 +83,14 @@ export async function acquireGpu(choice: DeviceChoice): Promise<GpuContext | nul
     pending = null;
     throw e;
   });
-  const gpu = await pending;
+  let gpu: GpuContext | null;
+  try {
+    gpu = await pending;
+  } catch (e: unknown) {
+    // A backend that fails to load is "no GPU" for auto, an error for gpu.
+    if (choice === "auto") return null;
+    throw new Error(`Cannot use the GPU as WebGPU failed to open it: ${(e as Error).message}`);
+  }
   if (gpu === null && choice === "gpu") {
     throw new Error("Cannot use the GPU as WebGPU found no adapter: null");
   }

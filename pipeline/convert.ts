@@ -4,7 +4,9 @@
  *
  * @module
  */
-import { EncodeStream } from "../stages/encode_stream.ts";
+import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
+import type { Fp4FormatName } from "../gpu/fp4/formats.ts";
+import type { TypeRules } from "./type_selection.ts";
 import { GgufSink } from "../stages/gguf_sink.ts";
 import { QkPermuteStream } from "../stages/qk_permute_stream.ts";
 import { planRanges, RowGroupStream } from "../stages/row_group_stream.ts";
@@ -35,25 +37,19 @@ export type ConvertEvent =
   | HubSourceEvent;
 
 /** Options for {@linkcode convert}. */
-export interface ConvertOptions {
+export interface ConvertOptions extends PlanOptions {
   /** A model folder, or `hf:owner/name[@revision]`. Or a ready {@linkcode ModelSource}. */
   input: string | ModelSource;
   /** Output GGUF path. */
   output: string;
-  /** Type of 2-D weights. @default "auto" */
-  type?: TypeChoice;
-  /** Forces `tokenizer.ggml.pre` when the tokenizer's hash is not in llama.cpp's table. */
-  tokenizerPre?: string;
-  /** `general.name`. @default the Hub repo id, else the folder's name */
-  name?: string;
+  /** FP4 scale search, Four-over-Six and device. */
+  encode?: Omit<EncodeOptions, "imatrixFor">;
   /** Largest piece read at once, in bytes. @default 8 MiB */
   chunkSize?: number;
   /** Receives progress events. */
   onEvent?: (event: ConvertEvent) => void;
   /** Stops the conversion; the partial file is removed. */
   signal?: AbortSignal;
-  /** Token, endpoint, connections and memory budget for `hf:` inputs. */
-  hub?: HubSourceOptions;
 }
 
 /** What a conversion did. */
@@ -70,10 +66,17 @@ export interface ConvertStats {
 
 /** Options for {@linkcode plan}. */
 export interface PlanOptions {
+  /** `--type` preset for 2-D weights. @default "auto" */
   type?: TypeChoice;
+  /** Per-tensor type overrides (`--tensor-type`, `--output-tensor-type`, ...). */
+  rules?: TypeRules;
+  /** Quantize→dequantize 2-D attention/FFN weights in this FP4 format, written as floats. */
+  simulate?: Fp4FormatName;
   /** `general.name`. @default the Hub repo id, else the folder's name */
   name?: string;
+  /** Forces `tokenizer.ggml.pre` when the tokenizer's hash is not in llama.cpp's table. */
   tokenizerPre?: string;
+  /** Token, endpoint, connections and memory budget for `hf:` inputs. */
   hub?: HubSourceOptions;
 }
 
@@ -90,6 +93,8 @@ export async function plan(
       ...inputs,
       name: options.name ?? inputs.name,
       type: options.type ?? "auto",
+      ...(options.rules ? { rules: options.rules } : {}),
+      ...(options.simulate ? { simulate: options.simulate } : {}),
     }),
   };
 }
@@ -119,7 +124,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     .readRanges(ranges, options.signal ? { ...readOptions, signal: options.signal } : readOptions)
     .pipeThrough(new RowGroupStream(p.tensors))
     .pipeThrough(new QkPermuteStream(p.tensors))
-    .pipeThrough(new EncodeStream(p.tensors))
+    .pipeThrough(new EncodeStream(p.tensors, options.encode ?? {}))
     .pipeTo(
       new GgufSink(options.output, p.layout, {
         names,

@@ -10,7 +10,14 @@ import {
   type RowPermutation,
   UnsupportedModelError,
 } from "./architectures.ts";
-import { GGML_TYPES, type GgmlTypeInfo, LLAMA_FTYPE } from "./ggml_types.ts";
+import { GGML_TYPES, type GgmlTypeInfo } from "./ggml_types.ts";
+import { fp4Format, type Fp4FormatName } from "../gpu/fp4/formats.ts";
+import {
+  presetFileType,
+  selectTensorType,
+  type TypePreset,
+  type TypeRules,
+} from "./type_selection.ts";
 import { type GgufLayout, layoutGguf } from "./gguf_header.ts";
 import type { GgufMetadata } from "./gguf_metadata.ts";
 import type { ModelConfig } from "./model_config.ts";
@@ -21,12 +28,17 @@ import {
   type SafetensorsTensor,
 } from "./safetensors_header.ts";
 
-/** Output types for 2-D weights in the streaming core. */
-export const OUTPUT_TYPES = ["f32", "f16", "bf16", "q8_0"] as const;
-/** An output type for 2-D weights. */
-export type OutputType = (typeof OUTPUT_TYPES)[number];
-/** `--type`: an output type, or `auto` (BF16 for BF16 checkpoints, else F16, as llama.cpp). */
-export type TypeChoice = "auto" | OutputType;
+/** `--type`: a preset, or `auto` (BF16 for BF16 checkpoints, else F16, as llama.cpp). */
+export type TypeChoice = TypePreset;
+/** A resolved preset. */
+export type OutputType = Exclude<TypePreset, "auto">;
+
+/** How a tensor's values are FP4-encoded, when they are. */
+export interface Fp4Encoding {
+  readonly format: Fp4FormatName;
+  /** Quantize and dequantize, writing the float type of the tensor (`--simulate`). */
+  readonly simulate: boolean;
+}
 
 /** Where a planned tensor's values come from. */
 export type TensorOrigin =
@@ -41,6 +53,8 @@ export interface PlannedTensor {
   readonly type: GgmlTypeInfo;
   readonly origin: TensorOrigin;
   readonly permutation: RowPermutation;
+  /** FP4 encoding (real or simulated), or null. */
+  readonly fp4: Fp4Encoding | null;
   /** Why the type differs from the requested one, for the log. */
   readonly note: string | null;
 }
@@ -51,7 +65,7 @@ export interface ConversionPlan {
   readonly metadata: GgufMetadata;
   readonly tensors: readonly PlannedTensor[];
   readonly layout: GgufLayout;
-  /** The type chosen for 2-D weights. */
+  /** The preset, with `auto` resolved. */
   readonly weightType: OutputType;
 }
 
@@ -62,8 +76,14 @@ export interface PlanInputs {
   /** `general.name`. */
   readonly name: string;
   readonly type: TypeChoice;
+  /** Per-tensor overrides. */
+  readonly rules?: TypeRules;
+  /** Quantize→dequantize this FP4 format into 2-D attention/FFN weights, written as floats. */
+  readonly simulate?: Fp4FormatName;
   /** Tokenizer metadata, appended after the model keys. */
   readonly tokenizer: GgufMetadata;
+  /** Extra metadata (e.g. `quantize.imatrix.*`), appended last. */
+  readonly extraMetadata?: GgufMetadata;
 }
 
 function _sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -86,18 +106,47 @@ export function resolveWeightType(
   return "f16";
 }
 
-function _tensorType(name: string, ne: readonly number[], weightType: OutputType) {
-  if (ne.length < 2 || name.endsWith("_norm.weight")) return { type: GGML_TYPES.f32, note: null };
-  const type = GGML_TYPES[weightType];
-  if (ne[0]! % type.blockSize !== 0) {
-    return {
-      type: GGML_TYPES.f16,
-      note: `row length ${
-        ne[0]
-      } is not a multiple of ${type.blockSize}: F16 instead of ${type.name}`,
-    };
+const FP4_FORMAT_OF_TYPE: Readonly<Record<number, Fp4FormatName>> = {
+  39: "mxfp4",
+  40: "nvfp4",
+  100: "q4_0_rocmfp4",
+  101: "q4_0_rocmfp4_fast",
+};
+
+/** Simulation writes floats; only the float presets can carry it. */
+function _simulationCarrier(preset: OutputType): "f32" | "f16" | "bf16" {
+  if (preset === "f32" || preset === "f16" || preset === "bf16") return preset;
+  throw new TypeError(
+    `Cannot simulate FP4 with --type ${preset}: simulated weights are written as f32, f16 or bf16`,
+  );
+}
+
+function _choose(
+  name: string,
+  ne: readonly number[],
+  preset: OutputType,
+  inputs: PlanInputs,
+): { type: GgmlTypeInfo; fp4: Fp4Encoding | null; note: string | null } {
+  const decision = selectTensorType(name, ne, preset, inputs.rules);
+  const simulate = inputs.simulate;
+  if (simulate !== undefined) {
+    const format = fp4Format(simulate);
+    const weight = ne.length >= 2 && name.endsWith(".weight") && !name.endsWith("_norm.weight") &&
+      name !== "token_embd.weight" && name !== "output.weight";
+    if (weight && ne[0]! % format.blockSize === 0) {
+      return { type: decision.type, fp4: { format: simulate, simulate: true }, note: null };
+    }
+    if (weight) {
+      return {
+        ...decision,
+        fp4: null,
+        note: `row length ${ne[0]} is not a multiple of ${format.label}'s block of ` +
+          `${format.blockSize}: not simulated`,
+      };
+    }
   }
-  return { type, note: null };
+  const format = FP4_FORMAT_OF_TYPE[decision.type.id];
+  return { ...decision, fp4: format ? { format, simulate: false } : null };
 }
 
 /** Tensors every model of the supported families must have, by HF name. */
@@ -130,6 +179,7 @@ export function planConversion(inputs: PlanInputs): ConversionPlan {
   const { config, headers } = inputs;
   const spec = architectureOf(config);
   const weightType = resolveWeightType(inputs.type, headers);
+  if (inputs.simulate !== undefined) _simulationCarrier(weightType);
   const tensors: PlannedTensor[] = [];
   const seen = new Map<string, string>();
   for (const h of headers) {
@@ -153,13 +203,14 @@ export function planConversion(inputs: PlanInputs): ConversionPlan {
         );
       }
       const ne = [...entry.shape].reverse();
-      const { type, note } = _tensorType(mapped.name, ne, weightType);
+      const { type, fp4, note } = _choose(mapped.name, ne, weightType, inputs);
       tensors.push({
         name: mapped.name,
         ne,
         type,
         origin: { kind: "checkpoint", file: h.file, entry },
         permutation: mapped.permutation,
+        fp4,
         note,
       });
     }
@@ -177,14 +228,16 @@ export function planConversion(inputs: PlanInputs): ConversionPlan {
       type: GGML_TYPES.f32,
       origin: { kind: "generated", values: ropeFactors },
       permutation: null,
+      fp4: null,
       note: null,
     });
   }
   const metadata = modelMetadata(config, spec, {
     name: inputs.name,
-    fileType: LLAMA_FTYPE[weightType],
+    fileType: presetFileType(weightType),
   });
   for (const [k, v] of inputs.tokenizer) metadata.set(k, v);
+  for (const [k, v] of inputs.extraMetadata ?? []) metadata.set(k, v);
   const layout = layoutGguf(metadata, tensors);
   return { config, metadata, tensors, layout, weightType };
 }

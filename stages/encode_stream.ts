@@ -1,10 +1,18 @@
 /**
  * Encodes tensor pieces into their output type: a checked byte copy when the source dtype is the
- * output type, otherwise decode to float32 and encode (F32, F16, BF16, Q8_0). Non-finite weights
- * are an error naming the tensor, never silently written.
+ * output type; otherwise decode to float32 and encode (F32, F16, BF16, Q8_0, or an FP4 format on
+ * the GPU or its CPU twin, optionally quantized and dequantized back to floats for `--simulate`).
+ * Several encodes may be in flight (GPU read-backs are slow to start); results leave in order.
+ * Non-finite weights are an error naming the tensor, never silently written.
  *
  * @module
  */
+import type { DeviceChoice } from "../gpu/device.ts";
+import { decodeFp4 } from "../gpu/fp4/decode.ts";
+import { createFp4Encoder, type Fp4Encoder } from "../gpu/fp4/encode.ts";
+import { fp4Format } from "../gpu/fp4/formats.ts";
+import { Fp4InputError } from "../gpu/fp4/input_error.ts";
+import type { Fp4SearchMode } from "../gpu/fp4/search_options.ts";
 import type { PlannedTensor } from "../pipeline/plan.ts";
 import { findNonFinite, findNonFiniteHalf } from "./encode/finite.ts";
 import { decodeFloats, encodeBf16, encodeF16, floatDtypeBytes } from "./encode/float_codecs.ts";
@@ -23,70 +31,137 @@ export class NonFiniteWeightError extends RangeError {
   }
 }
 
+/** FP4 encoder settings shared by every FP4 tensor of a run. */
+export interface EncodeOptions {
+  /** Scale search. @default "rtn" */
+  mode?: Fp4SearchMode;
+  /** Half-width of the `window` search. @default 12 */
+  window?: number;
+  /** Also try mapping the block max to 4 (Four-over-Six). @default false */
+  fourOverSix?: boolean;
+  /** Where FP4 kernels run. @default "auto" */
+  device?: DeviceChoice;
+  /** Per-column importance for a tensor (length ne[0]), or null. */
+  imatrixFor?: (tensor: PlannedTensor) => Float32Array | null;
+}
+
+/** Encodes in flight at once, so GPU uploads, kernels and read-backs overlap. */
+const IN_FLIGHT = 3;
+
 const PASSTHROUGH: Record<string, string> = { F32: "F32", F16: "F16", BF16: "BF16" };
 
-/** Encodes pieces; output pieces keep the tensor order of the input. */
+function _source(t: PlannedTensor): string {
+  return t.origin.kind === "checkpoint"
+    ? `${t.origin.entry.name} in ${t.origin.file}`
+    : "generated";
+}
+
+function _rowElements(t: PlannedTensor): number {
+  return t.origin.kind === "checkpoint"
+    ? t.origin.entry.shape.slice(1).reduce((a, b) => a * b, 1)
+    : 1;
+}
+
+/** Writes float32 values as a float output type; returns the first bad index or -1. */
+function _encodeFloat(type: string, values: Float32Array): { out: Uint8Array; bad: number } {
+  switch (type) {
+    case "F32":
+      return { out: new Uint8Array(values.buffer), bad: findNonFinite(values) };
+    case "F16": {
+      const out = new Uint8Array(values.length * 2);
+      return { out, bad: encodeF16(values, out) };
+    }
+    case "BF16": {
+      const out = new Uint8Array(values.length * 2);
+      return { out, bad: encodeBf16(values, out) };
+    }
+  }
+  throw new TypeError(`Cannot write floats as ${type}`);
+}
+
+/** Encodes pieces; output pieces keep the order of the input. */
 export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
-  constructor(tensors: readonly PlannedTensor[]) {
+  constructor(tensors: readonly PlannedTensor[], options: EncodeOptions = {}) {
+    const pending: Promise<EncodedPiece>[] = [];
+    let encoderTensor = -1;
+    let encoder: Promise<Fp4Encoder> | null = null;
+
+    const fp4EncoderFor = (index: number): Promise<Fp4Encoder> => {
+      if (index !== encoderTensor || encoder === null) {
+        const t = tensors[index]!;
+        const imatrix = options.imatrixFor?.(t) ?? null;
+        encoderTensor = index;
+        encoder = createFp4Encoder(t.fp4!.format, t.ne[0]!, {
+          mode: options.mode ?? "rtn",
+          window: options.window ?? 12,
+          fourOverSix: options.fourOverSix ?? false,
+          device: options.device ?? "auto",
+          imatrix,
+        });
+      }
+      return encoder;
+    };
+
+    const encode = async (piece: TensorPiece): Promise<EncodedPiece> => {
+      const t = tensors[piece.tensor]!;
+      const fail = (i: number, why: string): never => {
+        throw new NonFiniteWeightError(
+          t.name,
+          _source(t),
+          piece.firstRow * _rowElements(t) + i,
+          why,
+        );
+      };
+      if (PASSTHROUGH[piece.dtype] === t.type.name && t.fp4 === null) {
+        const bad = piece.dtype === "F32"
+          ? findNonFinite(_f32View(piece.bytes))
+          : findNonFiniteHalf(piece.bytes, piece.dtype);
+        if (bad >= 0) fail(bad, "is NaN or infinite");
+        return { tensor: piece.tensor, bytes: piece.bytes };
+      }
+      const elemBytes = floatDtypeBytes(piece.dtype);
+      if (t.type.name === "Q8_0") {
+        // One pass from source bytes, without a full float32 copy.
+        const out = new Uint8Array(q8_0Bytes(piece.bytes.length / elemBytes));
+        const bad = encodeQ8_0FromBytes(piece.dtype, piece.bytes, out);
+        if (bad >= 0) fail(bad, "is NaN or infinite");
+        return { tensor: piece.tensor, bytes: out };
+      }
+      const values = new Float32Array(piece.bytes.length / elemBytes);
+      decodeFloats(piece.dtype, piece.bytes, values);
+      if (t.fp4 !== null) {
+        let bytes: Uint8Array;
+        try {
+          bytes = await (await fp4EncoderFor(piece.tensor)).encode(values);
+        } catch (e) {
+          if (e instanceof Fp4InputError) fail(e.index, "is NaN or infinite");
+          throw e;
+        }
+        if (!t.fp4.simulate) return { tensor: piece.tensor, bytes };
+        const back = decodeFp4(fp4Format(t.fp4.format), bytes, values.length);
+        return { tensor: piece.tensor, bytes: _encodeFloat(t.type.name, back).out };
+      }
+      const { out, bad } = _encodeFloat(t.type.name, values);
+      if (bad >= 0) {
+        fail(
+          bad,
+          Number.isFinite(values[bad]!)
+            ? `(${values[bad]}) does not fit ${t.type.name}`
+            : "is NaN or infinite",
+        );
+      }
+      return { tensor: piece.tensor, bytes: out };
+    };
+
     super({
-      transform(piece, controller) {
-        const t = tensors[piece.tensor]!;
-        const source = t.origin.kind === "checkpoint"
-          ? `${t.origin.entry.name} in ${t.origin.file}`
-          : "generated";
-        const elemBytes = floatDtypeBytes(piece.dtype);
-        const firstElement = piece.firstRow *
-          (t.origin.kind === "checkpoint"
-            ? t.origin.entry.shape.slice(1).reduce((a, b) => a * b, 1)
-            : 1);
-        const fail = (i: number, why: string): never => {
-          throw new NonFiniteWeightError(t.name, source, firstElement + i, why);
-        };
-        if (PASSTHROUGH[piece.dtype] === t.type.name) {
-          const bad = piece.dtype === "F32"
-            ? findNonFinite(_f32View(piece.bytes))
-            : findNonFiniteHalf(piece.bytes, piece.dtype);
-          if (bad >= 0) fail(bad, "is NaN or infinite");
-          controller.enqueue({ tensor: piece.tensor, bytes: piece.bytes });
-          return;
-        }
-        if (t.type.name === "Q8_0") {
-          // One pass from source bytes, without a full float32 copy.
-          const out = new Uint8Array(q8_0Bytes(piece.bytes.length / elemBytes));
-          const bad = encodeQ8_0FromBytes(piece.dtype, piece.bytes, out);
-          if (bad >= 0) fail(bad, "is NaN or infinite");
-          controller.enqueue({ tensor: piece.tensor, bytes: out });
-          return;
-        }
-        const values = new Float32Array(piece.bytes.length / elemBytes);
-        decodeFloats(piece.dtype, piece.bytes, values);
-        let out: Uint8Array;
-        let bad: number;
-        switch (t.type.name) {
-          case "F32":
-            bad = findNonFinite(values);
-            out = new Uint8Array(values.buffer);
-            break;
-          case "F16":
-            out = new Uint8Array(values.length * 2);
-            bad = encodeF16(values, out);
-            break;
-          case "BF16":
-            out = new Uint8Array(values.length * 2);
-            bad = encodeBf16(values, out);
-            break;
-          default:
-            throw new TypeError(`Cannot encode ${t.name} as ${t.type.name} yet`);
-        }
-        if (bad >= 0) {
-          fail(
-            bad,
-            Number.isFinite(values[bad]!)
-              ? `(${values[bad]}) does not fit ${t.type.name}`
-              : "is NaN or infinite",
-          );
-        }
-        controller.enqueue({ tensor: piece.tensor, bytes: out });
+      async transform(piece, controller) {
+        const job = encode(piece);
+        job.catch(() => {}); // awaited below, in order; avoid an unhandled rejection meanwhile
+        pending.push(job);
+        if (pending.length >= IN_FLIGHT) controller.enqueue(await pending.shift()!);
+      },
+      async flush(controller) {
+        while (pending.length > 0) controller.enqueue(await pending.shift()!);
       },
     });
   }

@@ -39,6 +39,13 @@ export interface ReferenceOptions {
    * @default "rotate_half"
    */
   rope?: "rotate_half" | "interleaved" | "none";
+  /**
+   * Called with the input of every linear projection, once per token and weight, under the
+   * weight's Hugging Face name (`model.layers.0.self_attn.q_proj.weight`, …, `lm_head.weight`, or
+   * `model.embed_tokens.weight` for a tied output). The array belongs to the forward pass: read it
+   * during the call, never modify it.
+   */
+  observe?: (hfWeightName: string, input: Float64Array) => void;
 }
 
 function _num(config: Record<string, unknown>, key: string, fallback?: number): number {
@@ -161,6 +168,7 @@ export function referenceLogits(
 ): Float64Array[] {
   const { hiddenSize: d, intermediateSize: ff, numHeads, numKvHeads, headDim: hd } = config;
   const rope = options.rope ?? "rotate_half";
+  const observe = options.observe ?? null;
   const qDim = numHeads * hd;
   const kvDim = numKvHeads * hd;
   const group = numHeads / numKvHeads;
@@ -201,6 +209,11 @@ export function referenceLogits(
     for (let t = 0; t < T; t++) {
       const x = Float64Array.from(hidden[t]!);
       _rmsNorm(x, inNorm, config.rmsNormEps);
+      if (observe !== null) {
+        for (const proj of ["q_proj", "k_proj", "v_proj"]) {
+          observe(`${p}self_attn.${proj}.weight`, x);
+        }
+      }
       const q = _linear(wq, x, qDim, bq);
       const k = _linear(wk, x, kvDim, bk);
       for (let h = 0; qNorm !== null && kNorm !== null && h < numHeads; h++) {
@@ -239,18 +252,22 @@ export function referenceLogits(
           }
         }
       }
+      observe?.(`${p}self_attn.o_proj.weight`, attn);
       const out = _linear(wo, attn, d);
       const h = hidden[t]!;
       for (let i = 0; i < d; i++) h[i] = h[i]! + out[i]!;
 
       const x = Float64Array.from(h);
       _rmsNorm(x, postNorm, config.rmsNormEps);
+      observe?.(`${p}mlp.gate_proj.weight`, x);
+      observe?.(`${p}mlp.up_proj.weight`, x);
       const gate = _linear(wGate, x, ff);
       const up = _linear(wUp, x, ff);
       for (let i = 0; i < ff; i++) {
         const g = gate[i]!;
         gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
       }
+      observe?.(`${p}mlp.down_proj.weight`, gate);
       const down = _linear(wDown, gate, d);
       for (let i = 0; i < d; i++) h[i] = h[i]! + down[i]!;
     }
@@ -260,6 +277,7 @@ export function referenceLogits(
   return hidden.map((h) => {
     const x = Float64Array.from(h);
     _rmsNorm(x, finalNorm, config.rmsNormEps);
+    observe?.(config.tied ? "model.embed_tokens.weight" : "lm_head.weight", x);
     return _linear(lmHead, x, config.vocabSize);
   });
 }

@@ -11,12 +11,13 @@
  * @module
  */
 import { acquireGpu, type DeviceChoice } from "../device.ts";
-import { FP4_GPU_MIN_ELEMENTS } from "../flags.ts";
+import { FP4_GPU_MIN_ELEMENTS, FP4_RTN_ON_CPU_WITH_SOFTWARE_ADAPTER } from "../flags.ts";
 import { encodeFp4IntoCpu } from "./encode_cpu.ts";
 import { Fp4GpuEncoder } from "./encode_gpu.ts";
 import { fp4Bytes, type Fp4Format, fp4Format, type Fp4FormatName } from "./formats.ts";
 import {
   type Fp4SearchOptions,
+  MODE_RTN,
   type ResolvedFp4Search,
   resolveFp4Search,
 } from "./search_options.ts";
@@ -25,8 +26,9 @@ import { fp4Weights } from "./weights.ts";
 /** Options of {@linkcode encodeFp4Rows} and {@linkcode createFp4Encoder}. */
 export interface Fp4EncodeOptions extends Fp4SearchOptions {
   /**
-   * Where to run: `auto` uses the GPU when WebGPU has an adapter (and small calls stay on the
-   * CPU), `gpu` requires it for every call, `cpu` never touches it. @default "auto"
+   * Where to run: `auto` uses the GPU when WebGPU has an adapter (small calls, and plain rtn on a
+   * software adapter, stay on the CPU; see flags.ts), `gpu` requires it for every call, `cpu`
+   * never touches it. Both give the same bytes. @default "auto"
    */
   device?: DeviceChoice;
 }
@@ -38,7 +40,8 @@ export interface Fp4Encoder {
   /** Where calls run: "gpu" (large calls, in `auto`) or "cpu". */
   readonly device: "gpu" | "cpu";
   /**
-   * Encodes whole rows. Calls may overlap; each resolves to its own bytes.
+   * Encodes whole rows. Calls may overlap; each resolves to its own bytes. The imatrix given at
+   * creation must not change while the encoder is in use (the GPU keeps a copy).
    * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
    */
   encode(rows: Float32Array): Promise<Uint8Array>;
@@ -90,7 +93,8 @@ class Encoder implements Fp4Encoder {
  * "amdfp4") or format.
  * @param nPerRow elements per row, a multiple of the format's block size.
  * @throws {RangeError} for invalid options (see `resolveFp4Search`).
- * @throws {Error} for `device: "gpu"` without a WebGPU adapter.
+ * @throws {Error} for `device: "gpu"` without a WebGPU adapter, or when its driver rejects the
+ * kernel (`auto` falls back to the CPU twin in both cases).
  *
  * @example Two chunks of one tensor on the CPU
  * ```ts
@@ -112,8 +116,23 @@ export async function createFp4Encoder(
   const f = typeof format === "string" ? fp4Format(format) : format;
   const search = resolveFp4Search(f, nPerRow, options);
   const choice = options.device ?? "auto";
-  const gpu = await acquireGpu(choice);
-  const kernel = gpu === null ? null : await Fp4GpuEncoder.create(gpu, f);
+  let gpu = await acquireGpu(choice);
+  const plainRtn = search.mode === MODE_RTN && !search.fourOverSix;
+  if (
+    choice === "auto" && gpu !== null && gpu.isFallback && plainRtn &&
+    FP4_RTN_ON_CPU_WITH_SOFTWARE_ADAPTER
+  ) {
+    gpu = null;
+  }
+  let kernel: Fp4GpuEncoder | null = null;
+  if (gpu !== null) {
+    try {
+      kernel = await Fp4GpuEncoder.create(gpu, f);
+    } catch (e: unknown) {
+      // A driver that rejects the kernel is "no GPU" for auto; the twin gives the same bytes.
+      if (choice === "gpu") throw e;
+    }
+  }
   return new Encoder(f, nPerRow, search, kernel, choice === "gpu");
 }
 

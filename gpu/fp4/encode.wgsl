@@ -53,6 +53,8 @@ const MODE_FULL: u32 = 2u;
 const LOW_K: i32 = -120;
 const HIGH_K: i32 = 40;
 const NO_K: i32 = -100000;
+// Larger than any error: the largest finite float32 (WGSL may assume there are no infinities).
+const INFINITY: f32 = 3.40282347e38;
 const SKIP: i32 = -1;
 const DONE: i32 = -2;
 
@@ -254,7 +256,9 @@ fn level_of(a: f32, d: f32, rp: f32) -> u32 {
   return count_above(a, d);
 }
 
-fn error_of(code: u32) -> f32 {
+// With a finite `bound` the sum may stop at any value ≥ bound (terms are ≥ 0, so partial sums
+// never fall): such a candidate cannot win under strict <. Pass INFINITY for the exact error.
+fn error_of(code: u32, bound: f32) -> f32 {
   if (amax == 0.0) {
     return 0.0;
   }
@@ -268,7 +272,7 @@ fn error_of(code: u32) -> f32 {
   }
   top = top_level(code);
   var sum = 0.0;
-  for (var j = 0u; j < params.sub; j++) {
+  for (var j = 0u; j < params.sub && sum < bound; j++) {
     let a = ax[j];
     let q = levels[level_of(a, d, rp)] * d;
     let e = flush(a - q);
@@ -368,7 +372,7 @@ fn choose() -> u32 {
     if (c == SKIP) {
       continue;
     }
-    let e = error_of(u32(c));
+    let e = error_of(u32(c), select(best_err, INFINITY, n == 1u));
     if (n == 1u || e < best_err) {
       best = u32(c);
       best_err = e;
@@ -382,7 +386,7 @@ fn choose() -> u32 {
         break;
       }
       c -= 1u;
-      if (error_of(c) != best_err) {
+      if (error_of(c, INFINITY) != best_err) {
         break;
       }
       best = c;

@@ -125,7 +125,6 @@ function paramsOf(
 /** One dispatch's worth of rows and its buffers. */
 interface Piece {
   readonly firstElement: number;
-  readonly elements: number;
   readonly bytes: number;
   readonly paddedBytes: number;
   readonly staging: GPUBuffer;
@@ -213,72 +212,76 @@ export class Fp4GpuEncoder {
     const device = this.#gpu.device;
     const pool = this.#state.pool;
     const step = this.#piece(nPerRow);
-    device.pushErrorScope("validation");
-    const encoder = device.createCommandEncoder({ label: PROGRAM });
     const pieces: Piece[] = [];
     const released: GPUBuffer[] = [];
-    for (let first = 0; first < rows.length; first += step) {
-      const elements = Math.min(step, rows.length - first);
-      const blocks = elements / format.blockSize;
-      const threads = blocks * (format.blockSize / format.subBlockSize);
-      const paddedBytes = Math.ceil((blocks * format.blockBytes) / 4) * 4;
-      const workgroups = Math.ceil(threads / WORKGROUP);
-      const maxX = this.#gpu.limits.maxComputeWorkgroupsPerDimension;
-      const groupsX = Math.min(workgroups, maxX);
-      const groupsY = Math.ceil(workgroups / groupsX);
+    device.pushErrorScope("validation");
+    let validation: Promise<GPUError | null>;
+    try {
+      const encoder = device.createCommandEncoder({ label: PROGRAM });
+      for (let first = 0; first < rows.length; first += step) {
+        const elements = Math.min(step, rows.length - first);
+        const blocks = elements / format.blockSize;
+        const threads = blocks * (format.blockSize / format.subBlockSize);
+        const paddedBytes = Math.ceil((blocks * format.blockBytes) / 4) * 4;
+        const workgroups = Math.ceil(threads / WORKGROUP);
+        const maxX = this.#gpu.limits.maxComputeWorkgroupsPerDimension;
+        const groupsX = Math.min(workgroups, maxX);
+        const groupsY = Math.ceil(workgroups / groupsX);
 
-      const params = paramsOf(
-        format,
-        search,
-        weights,
-        blocks,
-        nPerRow,
-        groupsX * WORKGROUP,
-        paddedBytes / 4,
-      );
-      const uniform = pool.acquire(PARAMS_BYTES, UNIFORM, "fp4_params");
-      device.queue.writeBuffer(uniform, 0, params);
+        const params = paramsOf(
+          format,
+          search,
+          weights,
+          blocks,
+          nPerRow,
+          groupsX * WORKGROUP,
+          paddedBytes / 4,
+        );
+        const uniform = pool.acquire(PARAMS_BYTES, UNIFORM, "fp4_params");
+        device.queue.writeBuffer(uniform, 0, params);
 
-      const input = this.#upload(rows.subarray(first, first + elements), "rows");
-      const weightBuffer = this.#weightsBuffer(weights, first, elements);
-      const output = pool.acquire(paddedBytes, STORAGE_OUT, "fp4_output");
-      const flags = pool.acquire(8, FLAGS, "fp4_flags");
-      device.queue.writeBuffer(flags, 0, new Uint32Array([NONE, NONE]));
-      const staging = pool.acquire(paddedBytes + 8, STAGING, "fp4_staging");
+        const input = this.#upload(rows.subarray(first, first + elements), "rows");
+        const weightBuffer = this.#weightsBuffer(weights, first, elements);
+        const output = pool.acquire(paddedBytes, STORAGE_OUT, "fp4_output");
+        const flags = pool.acquire(8, FLAGS, "fp4_flags");
+        device.queue.writeBuffer(flags, 0, new Uint32Array([NONE, NONE]));
+        const staging = pool.acquire(paddedBytes + 8, STAGING, "fp4_staging");
 
-      const bindGroup = device.createBindGroup({
-        label: PROGRAM,
-        layout: this.#state.pipeline.getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: { buffer: uniform, size: PARAMS_BYTES } },
-          { binding: 1, resource: { buffer: input, size: elements * 4 } },
-          { binding: 2, resource: { buffer: weightBuffer ?? this.#state.noWeights } },
-          { binding: 3, resource: { buffer: this.#tables } },
-          { binding: 4, resource: { buffer: output, size: paddedBytes } },
-          { binding: 5, resource: { buffer: flags, size: 8 } },
-        ],
-      });
-      encoder.clearBuffer(output, 0, paddedBytes);
-      const pass = encoder.beginComputePass({ label: PROGRAM });
-      pass.setPipeline(this.#state.pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(groupsX, groupsY);
-      pass.end();
-      encoder.copyBufferToBuffer(output, 0, staging, 0, paddedBytes);
-      encoder.copyBufferToBuffer(flags, 0, staging, paddedBytes, 8);
+        const bindGroup = device.createBindGroup({
+          label: PROGRAM,
+          layout: this.#state.pipeline.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: { buffer: uniform, size: PARAMS_BYTES } },
+            { binding: 1, resource: { buffer: input, size: elements * 4 } },
+            { binding: 2, resource: { buffer: weightBuffer ?? this.#state.noWeights } },
+            { binding: 3, resource: { buffer: this.#tables } },
+            { binding: 4, resource: { buffer: output, size: paddedBytes } },
+            { binding: 5, resource: { buffer: flags, size: 8 } },
+          ],
+        });
+        encoder.clearBuffer(output, 0, paddedBytes);
+        const pass = encoder.beginComputePass({ label: PROGRAM });
+        pass.setPipeline(this.#state.pipeline);
+        pass.setBindGroup(0, bindGroup);
+        pass.dispatchWorkgroups(groupsX, groupsY);
+        pass.end();
+        encoder.copyBufferToBuffer(output, 0, staging, 0, paddedBytes);
+        encoder.copyBufferToBuffer(flags, 0, staging, paddedBytes, 8);
 
-      released.push(uniform, input, output, flags);
-      if (weights.kind === WEIGHTS_ELEMENT && weightBuffer !== null) released.push(weightBuffer);
-      pieces.push({
-        firstElement: first,
-        elements,
-        bytes: blocks * format.blockBytes,
-        paddedBytes,
-        staging,
-      });
+        released.push(uniform, input, output, flags);
+        if (weights.kind === WEIGHTS_ELEMENT && weightBuffer !== null) released.push(weightBuffer);
+        pieces.push({
+          firstElement: first,
+          bytes: blocks * format.blockBytes,
+          paddedBytes,
+          staging,
+        });
+      }
+      device.queue.submit([encoder.finish()]);
+    } finally {
+      validation = device.popErrorScope();
     }
-    device.queue.submit([encoder.finish()]);
-    const invalid = await device.popErrorScope();
+    const invalid = await validation;
     for (const buffer of released) pool.release(buffer);
     if (invalid !== null) {
       for (const piece of pieces) pool.release(piece.staging);
@@ -290,8 +293,10 @@ export class Fp4GpuEncoder {
     let badFinite = NONE;
     let badOuter = NONE;
     try {
+      await Promise.all(
+        pieces.map((p) => p.staging.mapAsync(GPUMapMode.READ, 0, p.paddedBytes + 8)),
+      );
       for (const piece of pieces) {
-        await piece.staging.mapAsync(GPUMapMode.READ, 0, piece.paddedBytes + 8);
         const mapped = piece.staging.getMappedRange(0, piece.paddedBytes + 8);
         out.set(new Uint8Array(mapped, 0, piece.bytes), at);
         const flags = new Uint32Array(mapped, piece.paddedBytes, 2);

@@ -2,12 +2,13 @@
  * One FP4 sub-block (the elements sharing a scale byte) and everything the encoder asks of it:
  * its rtn code, the weighted squared error of any candidate scale code, the element codes for a
  * scale, and the choice of a code under each search mode. This is the CPU twin's core; the WGSL
- * kernel (encode.wgsl) is the same algorithm line by line.
+ * kernel (encode.wgsl) is the same algorithm step for step, and the tests hold the two to
+ * identical bytes.
  *
  * Float32 semantics. Every value is a float32 held in a float64; each float32 operation is
- * reproduced by one `Math.fround` (a product of two float32 values is exact in float64, and a sum,
- * quotient or square root rounded to float64 and then to float32 is the correctly rounded float32
- * result). Nothing needs division, log2, sqrt or fused multiply-add on the GPU:
+ * reproduced by one `Math.fround` (a product of two float32 values is exact in float64, and a sum
+ * or quotient rounded to float64 and then to float32 is the correctly rounded float32 result).
+ * Nothing needs division, log2, sqrt or fused multiply-add on the GPU:
  *
  * - Scaled domain. A sub-block with amax = m·2^E is worked on as x' = x·2^-E' (E' = min(E, 126)),
  *   so x' < 4, and a candidate half scale H = sig·2^exp becomes d' = sig·2^(exp−E'). Scaling by
@@ -24,28 +25,36 @@
  *   exactly what the arithmetic gives; below 2^-120 it is our definition, unreachable by the rtn
  *   codes of NVFP4 and MXFP4).
  *
- * Element codes ("nearest", ggml's `best_index_mxfp4`): for |x| ≤ level7·d the first minimum of
- * float32 |level·d − x| is the nearest level with ties to the smaller one, because between two
- * adjacent levels (at most a factor 2 apart) both differences are exact (Sterbenz), so it is
- * decided by comparing |x| with the exact midpoints. Beyond the top level the differences are
- * computed as ggml does; when |x|/d passes ~2^22 they round to equal values and code 0 wins, as
- * in ggml. ("reciprocal", ROCmFP4): a = fl(|x|·fl(1/d)) compared with the midpoints, ties down.
+ * Element codes ("nearest", ggml's `best_index_mxfp4`): for |x| ≤ level·d of the code's top
+ * usable level, the first minimum of float32 |level·d − x| is the nearest level with ties to the
+ * smaller one, because between two adjacent levels (at most a factor 2 apart) both differences are
+ * exact (Sterbenz), so it is decided by comparing |x| with the exact midpoints. Beyond the top
+ * level the differences are computed as ggml does; when |x|/d passes ~2^22 they round to equal
+ * values and code 0 wins, as in ggml. The top usable level is 7 except for E8M0 codes 253 and 254,
+ * where higher levels overflow float32 (ggml's distance to them is inf). ("reciprocal",
+ * ROCmFP4): a = fl(|x|·fl(1/d)) compared with the midpoints, ties down.
  *
- * Error of a candidate: Σ_j (w_j·e_j)·e_j in element order, e_j = |x'_j| − level_j·d', with
- * per-sub-block weights w normalised by a power of two (max in [1, 4)).
+ * Error of a candidate: Σ_j (w_j·e_j)·e_j in element order, e_j = |x'_j| − level_j·d', each
+ * product and difference flushed, with per-sub-block weights w normalised by a power of two (max
+ * in [1, 4)). It is the same objective on the raw values up to a power-of-two factor.
  *
  * `full` mode is the exhaustive argmin over codes [minSearchCode, maxCode], lowest code on ties,
- * computed on a pruned range:
+ * computed on a pruned range (the tests compare it with the exhaustive loop):
  * - Above: let U be the first code with d' ≥ amax' ("nearest") or d' ≥ 4·amax' ("reciprocal").
  *   From U up every element is at level 0 or 1 (reciprocal: 0), each |e| = min(|x|, d'−|x|) is
  *   exact and does not fall as d' rises, so no code above U is strictly better (reciprocal: all
  *   errors are equal). Ties go to the lower code, so codes above U never win.
- * - Below: let m be the smallest |x'| with a nonzero weight and c_lo the first code with
- *   level7·d' ≥ m. Below c_lo every weighted element saturates at the top level and its float32
- *   error does not fall as d' falls, so E(c) does not rise with c there. The search starts at
- *   c_lo − 1 and, if that code wins, walks down while the error stays equal, which finds the
- *   lowest code of the tie as the exhaustive search would.
+ * - Below: let m be the smallest |x'| with a nonzero weight and c_lo the first code whose top
+ *   usable level·d' ≥ m (that value never falls as the code rises). Below c_lo every weighted
+ *   element saturates at the top level and its float32 error does not fall as d' falls (codes
+ *   with d' < 2^-120 score the all-zero error, which is larger still), so E(c) does not rise with
+ *   c there. The search starts at c_lo − 1 and, if that code wins, walks down while the error
+ *   stays equal, which finds the lowest code of the tie as the exhaustive search would.
  * When every weight or |x| is zero every error is 0 and the lowest code wins.
+ *
+ * Where rtn differs from ggml (all far from real weights): MXFP4 blocks with amax < 2^-125, where
+ * ggml's uint8 cast is undefined (it writes 0xFF, which its own loader rejects), get exponent 0;
+ * subnormal inputs read as 0, which changes ggml's codes only in MXFP4 blocks with amax < 2^-122.
  *
  * @module
  */
@@ -269,8 +278,12 @@ export class Fp4SubBlock {
     return countAbove(a, this.#scaledMids);
   }
 
-  /** Weighted squared error of the loaded sub-block with scale code `code`. */
-  error(code: number): number {
+  /**
+   * Weighted squared error of the loaded sub-block with scale code `code`. With a `bound`, the
+   * sum may stop early at any value ≥ bound: its terms are ≥ 0, so float32 partial sums never
+   * fall, and a candidate that reaches the best error so far cannot beat it under strict <.
+   */
+  error(code: number, bound = Infinity): number {
     if (this.amax === 0) return 0;
     if (!this.#prepared) this.#prepare();
     const d = this.scaledHalf(code);
@@ -281,11 +294,39 @@ export class Fp4SubBlock {
     const ax = this.ax;
     const w = this.w;
     let sum = 0;
-    for (let j = 0; j < this.n; j++) {
+    if (this.#reciprocal) {
+      for (let j = 0; j < this.n && sum < bound; j++) {
+        const a = ax[j]!;
+        const e = flush(f(a - levels[this.#level(a, d, rp)]! * d));
+        const t1 = flush(f(w[j]! * e));
+        sum = f(sum + flush(f(t1 * e)));
+      }
+      return sum;
+    }
+    // Fast path of #level for the nearest rule: the same comparisons, unrolled.
+    const sm = this.#scaledMids;
+    const m0 = sm[0]!, m1 = sm[1]!, m2 = sm[2]!, m3 = sm[3]!, m4 = sm[4]!, m5 = sm[5]!;
+    const m6 = sm[6]!;
+    const topValue = levels[this.#top]! * d;
+    for (let j = 0; j < this.n && sum < bound; j++) {
       const a = ax[j]!;
-      const e = flush(f(a - levels[this.#level(a, d, rp)]! * d));
-      const t1 = flush(f(w[j]! * e));
-      sum = f(sum + flush(f(t1 * e)));
+      let level: number;
+      if (a > topValue) level = this.#level(a, d, rp);
+      else if (a <= m0) level = 0;
+      else if (a <= m1) level = 1;
+      else if (a <= m2) level = 2;
+      else if (a <= m3) level = 3;
+      else if (a <= m4) level = 4;
+      else if (a <= m5) level = 5;
+      else if (a <= m6) level = 6;
+      else level = 7;
+      // flush() written out: this loop is the twin's hot spot.
+      let e = f(a - levels[level]! * d);
+      if (e < FLUSH_BELOW && e > -FLUSH_BELOW) e = 0;
+      let t1 = f(w[j]! * e);
+      if (t1 < FLUSH_BELOW && t1 > -FLUSH_BELOW) t1 = 0;
+      const t2 = f(t1 * e);
+      if (t2 >= FLUSH_BELOW) sum = f(sum + t2);
     }
     return sum;
   }
@@ -381,7 +422,7 @@ export class Fp4SubBlock {
       const c = this.#candidate(n, search, base, four, lo, hi);
       if (c === DONE) break;
       if (c === SKIP) continue;
-      const e = this.error(c);
+      const e = this.error(c, n === 0 ? Infinity : bestErr);
       if (n === 0 || e < bestErr) {
         best = c;
         bestErr = e;

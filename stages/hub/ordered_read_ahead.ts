@@ -213,7 +213,11 @@ export function orderedReadAhead(
         pos += gap;
         continue;
       }
-      const n = Math.min(s.fileEnd - pos, state.queued, chunkSize);
+      // Emit big pieces: downstream cost is per piece (one write per piece), network chunks are
+      // small. Wait for a whole piece unless the part has finished arriving.
+      const want = Math.min(s.fileEnd - pos, chunkSize);
+      if (state.queued < want && !state.done) return "wait";
+      const n = Math.min(want, state.queued);
       const chunk = {
         rangeIndex: s.rangeIndex,
         offset: s.rangeOffset + pos - s.fileStart,
