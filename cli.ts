@@ -47,6 +47,9 @@ Convert options:
       --window N           codes tried each side of the rtn scale in window mode (default 12)
       --four-over-six      also try mapping each block's max to 4 instead of 6
       --device DEVICE      FP4 kernels on auto (WebGPU when present) | gpu | cpu
+      --imatrix FILE       llama.cpp imatrix (GGUF or legacy .dat) weighting the FP4 scale search
+      --imatrix-weighting W  column (per input column, as llama.cpp PR #25153) | kquant
+                           (imatrix·sqrt(σ²+x²), llama.cpp's K-quant rule); default: per format
       --name NAME          general.name (default: the Hub repo id, else the folder's name)
       --tokenizer-pre NAME tokenizer.ggml.pre to use when the tokenizer is not in llama.cpp's table
       --chunk-size MIB     largest piece read at once (default 8)
@@ -196,6 +199,8 @@ async function run(args: string[]): Promise<number> {
       window: { type: "string" },
       "four-over-six": { type: "boolean" },
       device: { type: "string" },
+      imatrix: { type: "string" },
+      "imatrix-weighting": { type: "string" },
       "chunk-size": { type: "string" },
       "log-format": { type: "string" },
       json: { type: "boolean" },
@@ -221,6 +226,7 @@ async function run(args: string[]): Promise<number> {
     hub,
     rules: typeRules(values),
     ...(values.simulate === undefined ? {} : { simulate: fp4FormatName(values.simulate) }),
+    ...(values.imatrix === undefined ? {} : { imatrix: values.imatrix }),
     ...(values["tokenizer-pre"] === undefined ? {} : { tokenizerPre: values["tokenizer-pre"] }),
     ...(values.name === undefined ? {} : { name: values.name }),
   };

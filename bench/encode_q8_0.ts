@@ -106,7 +106,8 @@ export function benchQ8_0(options: Q8_0BenchOptions = {}): Q8_0Bench {
   };
 }
 
-if (import.meta.main) {
+/** Runs {@linkcode benchQ8_0} and prints its table. */
+export function reportQ8_0(): void {
   const b = benchQ8_0();
   const f = (v: number) => v.toFixed(0).padStart(6);
   console.log(`Q8_0 on 64 MB of float32 (BF16 source), MB/s of float32, best of 5:`);
@@ -116,3 +117,5 @@ if (import.meta.main) {
   console.log(`  sluice encodeQ8_0 (float32 only)  ${f(b.encodeOnlyMBs)}`);
   console.log(`  sluice decodeBf16 alone           ${f(b.bf16DecodeMBs)}`);
 }
+
+if (import.meta.main) reportQ8_0();

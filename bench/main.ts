@@ -7,6 +7,11 @@
 const BENCHES: Record<string, () => Promise<void>> = {
   core: async () => (await import("./core.ts")).benchCore(),
   hub: async () => (await import("./hub.ts")).benchHub(),
+  encode: async () => {
+    (await import("./encode_q8_0.ts")).reportQ8_0();
+    console.log();
+    await (await import("./encode_fp4.ts")).benchFp4();
+  },
 };
 
 const name = Deno.args[0];

@@ -7,6 +7,7 @@
 import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
 import type { Fp4FormatName } from "../gpu/fp4/formats.ts";
 import type { TypeRules } from "./type_selection.ts";
+import { type Imatrix, imatrixMetadata, readImatrix } from "./imatrix.ts";
 import { GgufSink } from "../stages/gguf_sink.ts";
 import { QkPermuteStream } from "../stages/qk_permute_stream.ts";
 import { planRanges, RowGroupStream } from "../stages/row_group_stream.ts";
@@ -78,15 +79,34 @@ export interface PlanOptions {
   tokenizerPre?: string;
   /** Token, endpoint, connections and memory budget for `hf:` inputs. */
   hub?: HubSourceOptions;
+  /**
+   * A llama.cpp imatrix (GGUF or legacy `.dat`) weighting the FP4 scale search per input column,
+   * as a path or an already read {@linkcode Imatrix}; its summary goes into `quantize.imatrix.*`.
+   */
+  imatrix?: string | Imatrix;
+}
+
+/** Reads the imatrix option once. */
+async function _imatrix(option: string | Imatrix | undefined): Promise<Imatrix | null> {
+  if (option === undefined) return null;
+  if (typeof option !== "string") return option;
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(option);
+  } catch (e) {
+    throw new Deno.errors.NotFound(`Cannot read imatrix ${option}: ${(e as Error).message}`);
+  }
+  return readImatrix(bytes, option);
 }
 
 /** Plans a conversion without reading tensor data (used by `inspect` and `convert`). */
 export async function plan(
   input: string | ModelSource,
   options: PlanOptions = {},
-): Promise<{ source: ModelSource; plan: ConversionPlan }> {
+): Promise<{ source: ModelSource; plan: ConversionPlan; imatrix: Imatrix | null }> {
   const source = typeof input === "string" ? await openSource(input, options.hub) : input;
   const inputs = await readModelInputs(source, options.tokenizerPre);
+  const imatrix = await _imatrix(options.imatrix);
   return {
     source,
     plan: planConversion({
@@ -95,7 +115,9 @@ export async function plan(
       type: options.type ?? "auto",
       ...(options.rules ? { rules: options.rules } : {}),
       ...(options.simulate ? { simulate: options.simulate } : {}),
+      ...(imatrix ? { extraMetadata: imatrixMetadata(imatrix) } : {}),
     }),
+    imatrix,
   };
 }
 
@@ -107,7 +129,12 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
   const started = performance.now();
   const onEvent = options.onEvent;
   const hub: HubSourceOptions = onEvent ? { ...options.hub, onEvent } : { ...options.hub };
-  const { source, plan: p } = await plan(options.input, { ...options, hub });
+  const { source, plan: p, imatrix } = await plan(options.input, { ...options, hub });
+  const encodeOptions: EncodeOptions = imatrix === null ? { ...options.encode } : {
+    ...options.encode,
+    // Experts (3-D) use one ne[0] slice per expert, as llama-quantize.
+    imatrixFor: (t) => imatrix.weightsFor(t.name, t.ne[0]!, t.ne[2] ?? 1),
+  };
   const names = p.tensors.map((t) => t.name);
   options.onEvent?.({
     type: "plan",
@@ -124,7 +151,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     .readRanges(ranges, options.signal ? { ...readOptions, signal: options.signal } : readOptions)
     .pipeThrough(new RowGroupStream(p.tensors))
     .pipeThrough(new QkPermuteStream(p.tensors))
-    .pipeThrough(new EncodeStream(p.tensors, options.encode ?? {}))
+    .pipeThrough(new EncodeStream(p.tensors, encodeOptions))
     .pipeTo(
       new GgufSink(options.output, p.layout, {
         names,

@@ -19,6 +19,7 @@ import { readLegacyImatrix } from "./imatrix/legacy.ts";
 import type { RawImatrix, RawImatrixEntry } from "./imatrix/raw.ts";
 
 export { ImatrixError, ImatrixSizeError } from "./imatrix/errors.ts";
+export { imatrixMetadata } from "./imatrix/metadata.ts";
 
 /** Tensors for which llama-quantize ignores an imatrix entry of the wrong size. */
 const SIZE_EXEMPT = new Set(["token_embd.weight", "per_layer_token_embd.weight"]);

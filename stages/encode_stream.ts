@@ -10,7 +10,7 @@
 import type { DeviceChoice } from "../gpu/device.ts";
 import { decodeFp4 } from "../gpu/fp4/decode.ts";
 import { createFp4Encoder, type Fp4Encoder } from "../gpu/fp4/encode.ts";
-import { fp4Format } from "../gpu/fp4/formats.ts";
+import { fp4Format, type Fp4Weighting } from "../gpu/fp4/formats.ts";
 import { Fp4InputError } from "../gpu/fp4/input_error.ts";
 import type { Fp4SearchMode } from "../gpu/fp4/search_options.ts";
 import type { PlannedTensor } from "../pipeline/plan.ts";
@@ -39,6 +39,11 @@ export interface EncodeOptions {
   window?: number;
   /** Also try mapping the block max to 4 (Four-over-Six). @default false */
   fourOverSix?: boolean;
+  /**
+   * How the imatrix weighs the search: per input column (llama.cpp PR #25153), or llama.cpp's
+   * K-quant rule imatrix·sqrt(σ²+x²) (`row-sigma`). @default the format's own rule
+   */
+  weighting?: Fp4Weighting;
   /** Where FP4 kernels run. @default "auto" */
   device?: DeviceChoice;
   /** Per-column importance for a tensor (length ne[0]), or null. */
@@ -91,7 +96,9 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
         const t = tensors[index]!;
         const imatrix = options.imatrixFor?.(t) ?? null;
         encoderTensor = index;
-        encoder = createFp4Encoder(t.fp4!.format, t.ne[0]!, {
+        const base = fp4Format(t.fp4!.format);
+        const format = options.weighting ? { ...base, weighting: options.weighting } : base;
+        encoder = createFp4Encoder(format, t.ne[0]!, {
           mode: options.mode ?? "rtn",
           window: options.window ?? 12,
           fourOverSix: options.fourOverSix ?? false,

@@ -112,6 +112,14 @@ export function llamaLibrary(): LlamaLib {
   return lib;
 }
 
+/**
+ * The last `count` lines llama.cpp logged (after {@linkcode llamaLibrary}), oldest first; for
+ * error messages of other libllama calls.
+ */
+export function llamaLogTail(count = 8): string {
+  return recentLog.slice(-count).join("");
+}
+
 /** Options for {@linkcode LlamaModel.load}. */
 export interface LlamaLoadOptions {
   /** Context length. @default 256 */

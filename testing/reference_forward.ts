@@ -168,7 +168,7 @@ export function referenceLogits(
 ): Float64Array[] {
   const { hiddenSize: d, intermediateSize: ff, numHeads, numKvHeads, headDim: hd } = config;
   const rope = options.rope ?? "rotate_half";
-  const observe = options.observe ?? null;
+  const observe = options.observe;
   const qDim = numHeads * hd;
   const kvDim = numKvHeads * hd;
   const group = numHeads / numKvHeads;
@@ -209,7 +209,7 @@ export function referenceLogits(
     for (let t = 0; t < T; t++) {
       const x = Float64Array.from(hidden[t]!);
       _rmsNorm(x, inNorm, config.rmsNormEps);
-      if (observe !== null) {
+      if (observe !== undefined) {
         for (const proj of ["q_proj", "k_proj", "v_proj"]) {
           observe(`${p}self_attn.${proj}.weight`, x);
         }

@@ -9,7 +9,11 @@ import { assert } from "./_assert.ts";
 import { convert, type ConvertOptions } from "../mod.ts";
 import { LlamaModel } from "../testing/llama_cpp.ts";
 import { perplexity } from "../testing/perplexity.ts";
-import { generateModel } from "../testing/synthetic_model.ts";
+import { generateModel, readModelWeights } from "../testing/synthetic_model.ts";
+import { collectImatrix } from "../testing/imatrix_collect.ts";
+import { encodeImatrixGguf } from "../testing/imatrix_files.ts";
+import { referenceConfig } from "../testing/reference_forward.ts";
+import { gguf } from "@huggingface/gguf";
 
 const STORIES = new URL("../../shared/models/stories260K/", import.meta.url).pathname;
 const haveStories = await Deno.stat(`${STORIES}config.json`).then(() => true, () => false);
@@ -93,7 +97,7 @@ Deno.test("real NVFP4/MXFP4 files give llama.cpp the logits of Sluice's own dequ
       encode: { mode: "window" as const, device: "cpu" as const },
     };
     const tokens = Array.from({ length: 24 }, (_, i) => (i * 37 + 5) % 500);
-    const logits = async (path: string) => {
+    const logits = (path: string) => {
       using m = LlamaModel.load(path, { nCtx: 64, exact: true });
       return m.logits(tokens);
     };
@@ -139,6 +143,67 @@ Deno.test("real NVFP4/MXFP4 files give llama.cpp the logits of Sluice's own dequ
       const kld = meanKld(f32, await logits(`${work}/${format}-sim.gguf`));
       assert(kld > 0 && kld < 0.5, `${format} simulated: KLD vs F32 ${kld}`);
     }
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("sluice convert --imatrix weights the FP4 search and records quantize.imatrix.*", async () => {
+  const work = await Deno.makeTempDir();
+  try {
+    const dir = `${work}/m`;
+    const model = await generateModel(dir, {
+      arch: "llama",
+      seed: 23,
+      hiddenSize: 128,
+      intermediateSize: 256,
+    });
+    const weights = await readModelWeights(dir);
+    const tokens = Array.from({ length: 128 }, (_, i) => (i * 97 + 3) % model.vocabSize);
+    const data = collectImatrix(weights, referenceConfig(model.config), tokens, { chunkSize: 32 });
+    await Deno.writeFile(`${work}/imatrix.gguf`, encodeImatrixGguf(data));
+    const run = async (extra: string[]) => {
+      const out = `${work}/out-${extra.length}.gguf`;
+      const cmd = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../cli.ts", import.meta.url).pathname,
+          "convert",
+          dir,
+          "-o",
+          out,
+          "--type",
+          "nvfp4",
+          "--tokenizer-pre",
+          "llama-bpe",
+          "--scale-search",
+          "window",
+          "--device",
+          "cpu",
+          "--log-format",
+          "json",
+          ...extra,
+        ],
+        stderr: "piped",
+      }).output();
+      assert(cmd.success, new TextDecoder().decode(cmd.stderr));
+      return out;
+    };
+    const plain = await run([]);
+    const weighted = await run(["--imatrix", `${work}/imatrix.gguf`]);
+    const metadata = (await gguf(weighted, { allowLocalFile: true })).metadata as Record<
+      string,
+      unknown
+    >;
+    assert(metadata["quantize.imatrix.file"] === `${work}/imatrix.gguf`);
+    assert(Number(metadata["quantize.imatrix.entries_count"]) === 14); // 7 matrices × 2 layers
+    const a = await Deno.readFile(plain), b = await Deno.readFile(weighted);
+    let differ = 0;
+    for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) differ++;
+    assert(differ > 1000, `the imatrix changed ${differ} bytes`);
+    using m = LlamaModel.load(weighted, { nCtx: 64 });
+    assert(m.logits(tokens.slice(0, 16)).every((row) => row.every(Number.isFinite)));
   } finally {
     await Deno.remove(work, { recursive: true });
   }
