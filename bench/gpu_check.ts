@@ -43,6 +43,10 @@ async function checkBytes(): Promise<number> {
   const modes: Fp4SearchMode[] = ["rtn", "window", "full"];
   const rows = heavyTailed(N_PER_ROW * 256, 7);
   const imatrix = Float32Array.from(heavyTailed(N_PER_ROW, 9), (v) => v * v * 1e4 + 1e-3);
+  const rowsBf16 = new Uint8Array(rows.length * 2);
+  encodeBf16(rows, rowsBf16);
+  const rowsFromBf16 = new Float32Array(rows.length);
+  decodeBf16(rowsBf16, rowsFromBf16);
   let bad = 0;
   for (const format of formats) {
     for (const mode of modes) {
@@ -50,13 +54,21 @@ async function checkBytes(): Promise<number> {
         const options = { mode, imatrix: im, fourOverSix: mode === "window" };
         const gpu = await createFp4Encoder(format, N_PER_ROW, { ...options, device: "gpu" });
         const cpu = await createFp4Encoder(format, N_PER_ROW, { ...options, device: "cpu" });
-        const [a, b] = await Promise.all([gpu.encode(rows), cpu.encode(rows)]);
+        const [a, b, c] = await Promise.all([
+          gpu.encode(rows),
+          cpu.encode(rows),
+          gpu.encodeBf16(rowsBf16),
+        ]);
+        const d = await cpu.encode(rowsFromBf16);
         let diff = 0;
         for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) diff++;
-        if (diff > 0) bad++;
+        let diffBf16 = 0;
+        for (let i = 0; i < c.length; i++) if (c[i] !== d[i]) diffBf16++;
+        if (diff > 0 || diffBf16 > 0) bad++;
         console.log(
           `${format.padEnd(18)} ${mode.padEnd(6)} imatrix ${im ? "yes" : "no "}: ` +
-            (diff === 0 ? "GPU bytes == CPU twin" : `${diff} bytes differ`),
+            (diff === 0 ? "GPU bytes == CPU twin" : `${diff} bytes differ`) + "; BF16 in: " +
+            (diffBf16 === 0 ? "GPU bytes == CPU twin" : `${diffBf16} bytes differ`),
         );
       }
     }

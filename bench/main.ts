@@ -12,6 +12,10 @@ const BENCHES: Record<string, () => Promise<void>> = {
     console.log();
     await (await import("./encode_fp4.ts")).benchFp4();
   },
+  quality: async () => {
+    const { benchQuality, qualityArgs } = await import("./quality.ts");
+    await benchQuality(qualityArgs(Deno.args.slice(1)));
+  },
 };
 
 const name = Deno.args[0];

@@ -6,7 +6,7 @@
  * K-quant row-σ weighting} and window+Four-over-Six, Sluice MXFP4, simulated AMD-FP4 and ROCmFP4,
  * and ggml's own NVFP4, MXFP4, Q4_0, IQ4_NL and Q4_K_M through `llama_model_quantize`.
  *
- * Every model runs with an F32 KV cache and no flash attention, 2 threads; encoders run on the
+ * Every model runs with an F32 KV cache and no flash attention on one thread; encoders run on the
  * CPU. Options: `--model=stories|generated`, `--rows=REGEX` (labels), `--chunks=N` (evaluation
  * chunks per model).
  *
@@ -49,6 +49,11 @@ export function qualityArgs(args: readonly string[]): QualityOptions {
 }
 
 const N_CTX = 256;
+/**
+ * llama.cpp threads. One: on 2 shared cores ggml's spinning thread barrier makes 2 threads several
+ * times slower than 1 as soon as anything else runs, and these models are small.
+ */
+const THREADS = 1;
 
 const IMATRIX_LABEL: Record<QualityRow["imatrix"], string> = {
   none: "-",
@@ -66,7 +71,7 @@ async function _runRows(
 ): Promise<QualityResult[]> {
   let reference;
   {
-    using base = LlamaModel.load(model.f32, { nCtx: N_CTX, exact: true });
+    using base = LlamaModel.load(model.f32, { nCtx: N_CTX, exact: true, threads: THREADS });
     reference = kldReference(base, model.chunks);
   }
   write(`  F32 model's mean entropy at scored positions: ${reference.entropy.toFixed(3)} nats`);
@@ -79,7 +84,7 @@ async function _runRows(
     const census = await weightCensus(out, row.simulate);
     let score: KldScore;
     {
-      using q = LlamaModel.load(out, { nCtx: N_CTX, exact: true });
+      using q = LlamaModel.load(out, { nCtx: N_CTX, exact: true, threads: THREADS });
       score = scoreKld(q, reference);
     }
     if (out !== model.f32) await Deno.remove(out);
@@ -102,65 +107,62 @@ async function _runRows(
   return results;
 }
 
-function _best(results: readonly QualityResult[], rows: readonly QualityRow[], family: string) {
-  let best: QualityResult | null = null;
-  results.forEach((r, i) => {
-    if (rows[i]!.family === family && (best === null || r.score.kld < best.score.kld)) best = r;
-  });
-  return best as QualityResult | null;
+function _bestOf(results: readonly QualityResult[]): QualityResult | null {
+  return results.reduce<QualityResult | null>(
+    (b, r) => (!b || r.score.kld < b.score.kld ? r : b),
+    null,
+  );
+}
+
+function _identical(a: QualityResult, b: QualityResult): boolean {
+  return a.score.perPosition.every((v, i) => v === b.score.perPosition[i]);
 }
 
 function _vs(a: QualityResult, b: QualityResult): string {
+  if (_identical(a, b)) return `${a.label} = ${b.label}: identical at every position`;
   const d = pairedDifference(a.score, b.score);
   const ratio = a.score.kld / b.score.kld;
+  const verdict = d.mean <= 0 ? "better or equal" : d.mean < 2 * d.error ? "within 2σ" : "worse";
   return `${a.label} ${a.score.kld.toFixed(6)} vs ${b.label} ${b.score.kld.toFixed(6)}: ` +
-    `×${ratio.toFixed(3)}, paired Δ ${d.mean.toExponential(2)} ± ${d.error.toExponential(2)}`;
+    `×${ratio.toFixed(3)}, paired Δ ${d.mean.toExponential(2)} ± ${d.error.toExponential(2)} ` +
+    `(${verdict})`;
+}
+
+/** Rows whose per-position KL divergences are all equal, as "a = b = c" lines. */
+function _identicalGroups(results: readonly QualityResult[]): string[] {
+  const groups: QualityResult[][] = [];
+  for (const r of results) {
+    const g = groups.find((g) => _identical(g[0]!, r));
+    if (g) g.push(r);
+    else groups.push([r]);
+  }
+  return groups.filter((g) => g.length > 1).map((g) => g.map((r) => r.label).join(" = "));
 }
 
 function _conclusions(results: readonly QualityResult[], rows: readonly QualityRow[]): string[] {
   const lines: string[] = [];
   const by = (label: string) => results.find((r) => r.label === label) ?? null;
-  const sluice = results.filter((_, i) => rows[i]!.family.startsWith("sluice"));
-  const best = sluice.reduce<QualityResult | null>(
-    (b, r) => (!b || r.score.kld < b.score.kld ? r : b),
-    null,
-  );
+  const family = (f: string) => results.filter((_, i) => rows[i]!.family.startsWith(f));
+  const best = _bestOf(family("sluice"));
   if (best) lines.push(`best Sluice row by KLD: ${best.label} (${best.score.kld.toFixed(6)})`);
-  const nv = _best(results, rows, "sluice-nvfp4");
+  const nvfp4 = family("sluice-nvfp4");
+  const nv = _bestOf(nvfp4);
+  const noImat = _bestOf(nvfp4.filter((r) => r.imatrix === "-"));
+  if (noImat) lines.push(`best NVFP4 without imatrix: ${noImat.label}`);
+  for (const group of _identicalGroups(family("sluice"))) lines.push(`same results: ${group}`);
+  const pairs: [string, string][] = [
+    ["Sluice NVFP4 rtn", "ggml NVFP4"],
+    ["Sluice MXFP4 rtn", "ggml MXFP4"],
+  ];
+  for (const [a, b] of pairs) {
+    const [ra, rb] = [by(a), by(b)];
+    if (ra && rb) lines.push(_vs(ra, rb));
+  }
   const rtn = by("Sluice NVFP4 rtn");
-  if (nv && rtn && nv !== rtn) lines.push(`best NVFP4 vs NVFP4 rtn: ${_vs(nv, rtn)}`);
-  const noImat = results.filter((r, i) => rows[i]!.family === "sluice-nvfp4" && r.imatrix === "-");
-  const bestNoImat = noImat.reduce<QualityResult | null>(
-    (b, r) => (!b || r.score.kld < b.score.kld ? r : b),
-    null,
-  );
-  if (bestNoImat) lines.push(`best NVFP4 without imatrix: ${bestNoImat.label}`);
-  const ggmlNv = by("ggml NVFP4");
-  if (rtn && ggmlNv) {
-    const same = rtn.score.perPosition.every((v, i) => v === ggmlNv.score.perPosition[i]);
-    lines.push(
-      `Sluice NVFP4 rtn vs ggml NVFP4: ${same ? "identical at every position" : _vs(rtn, ggmlNv)}`,
-    );
-  }
-  const mxRtn = by("Sluice MXFP4 rtn");
-  const ggmlMx = by("ggml MXFP4");
-  if (mxRtn && ggmlMx) {
-    const same = mxRtn.score.perPosition.every((v, i) => v === ggmlMx.score.perPosition[i]);
-    lines.push(
-      `Sluice MXFP4 rtn vs ggml MXFP4: ${
-        same ? "identical at every position" : _vs(mxRtn, ggmlMx)
-      }`,
-    );
-  }
-  const q4k = by("ggml Q4_K_M +imat");
-  if (nv && q4k) {
-    const d = pairedDifference(nv.score, q4k.score);
-    const verdict = d.mean <= 0
-      ? "reaches it"
-      : d.mean < 2 * d.error
-      ? "is within 2 standard errors of it"
-      : "does not reach it";
-    lines.push(`best NVFP4 vs ggml Q4_K_M+imatrix: ${_vs(nv, q4k)} — ${verdict}`);
+  if (nv && rtn && !_identical(nv, rtn)) lines.push(`best NVFP4 vs rtn: ${_vs(nv, rtn)}`);
+  for (const anchor of ["ggml Q4_K_M +imat", "ggml IQ4_NL +imat", "ggml Q4_0 +imat"]) {
+    const r = by(anchor);
+    if (nv && r) lines.push(`best NVFP4 vs ${anchor}: ${_vs(nv, r)}`);
   }
   return lines;
 }

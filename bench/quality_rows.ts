@@ -120,6 +120,7 @@ function _ggml(label: string, ftype: number, type: number | null, imatrix: boole
       const f16: [string, number][] = model.f16Weights ? [[model.f16Weights.source, GGML.f16]] : [];
       llamaQuantize(model.f32, out, {
         ftype,
+        threads: 1,
         ...(type === null ? {} : { tensorTypes: [...f16, [BLK_WEIGHTS, type]] }),
         ...(imatrix ? { imatrix: await _ggmlImatrix(model) } : {}),
       });

@@ -5,6 +5,7 @@
  * @module
  */
 import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
+import { fillOuterScales } from "../stages/amax_prepass.ts";
 import type { Fp4FormatName } from "../gpu/fp4/formats.ts";
 import type { TypeRules } from "./type_selection.ts";
 import { type Imatrix, imatrixMetadata, readImatrix } from "./imatrix.ts";
@@ -73,6 +74,11 @@ export interface PlanOptions {
   rules?: TypeRules;
   /** Quantize→dequantize 2-D attention/FFN weights in this FP4 format, written as floats. */
   simulate?: Fp4FormatName;
+  /**
+   * Per-tensor outer scales for NVFP4 (written as `<name>.scale`) and AMD-FP4, so block scales
+   * use the whole scale grid. Costs a second read of those tensors. @default false
+   */
+  outerScale?: boolean;
   /** `general.name`. @default the Hub repo id, else the folder's name */
   name?: string;
   /** Forces `tokenizer.ggml.pre` when the tokenizer's hash is not in llama.cpp's table. */
@@ -116,6 +122,7 @@ export async function plan(
       ...(options.rules ? { rules: options.rules } : {}),
       ...(options.simulate ? { simulate: options.simulate } : {}),
       ...(imatrix ? { extraMetadata: imatrixMetadata(imatrix) } : {}),
+      ...(options.outerScale ? { outerScale: true } : {}),
     }),
     imatrix,
   };
@@ -143,6 +150,11 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     outputBytes: p.layout.fileSize,
     weightType: p.weightType,
     notes: p.tensors.filter((t) => t.note).map((t) => `${t.name}: ${t.note}`),
+  });
+  await fillOuterScales(source, p.tensors, {
+    fourOverSix: options.encode?.fourOverSix ?? false,
+    ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
   const ranges = planRanges(p.tensors);
   let lastReport = 0;

@@ -38,6 +38,11 @@ export interface Fp4Encoding {
   readonly format: Fp4FormatName;
   /** Quantize and dequantize, writing the float type of the tensor (`--simulate`). */
   readonly simulate: boolean;
+  /**
+   * The per-tensor outer scale, filled in by the amax pre-pass before any byte is written
+   * (`[0]`, 1 until then). For real files it is also the value of the `.scale` side tensor.
+   */
+  readonly outerScale: Float32Array | null;
 }
 
 /** Where a planned tensor's values come from. */
@@ -84,6 +89,8 @@ export interface PlanInputs {
   readonly tokenizer: GgufMetadata;
   /** Extra metadata (e.g. `quantize.imatrix.*`), appended last. */
   readonly extraMetadata?: GgufMetadata;
+  /** Give NVFP4/AMD-FP4 tensors a per-tensor outer scale (written as `<name>.scale` for NVFP4). */
+  readonly outerScale?: boolean;
 }
 
 function _sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -134,7 +141,11 @@ function _choose(
     const weight = ne.length >= 2 && name.endsWith(".weight") && !name.endsWith("_norm.weight") &&
       name !== "token_embd.weight" && name !== "output.weight";
     if (weight && ne[0]! % format.blockSize === 0) {
-      return { type: decision.type, fp4: { format: simulate, simulate: true }, note: null };
+      return {
+        type: decision.type,
+        fp4: { format: simulate, simulate: true, outerScale: _outer(simulate, inputs) },
+        note: null,
+      };
     }
     if (weight) {
       return {
@@ -146,7 +157,16 @@ function _choose(
     }
   }
   const format = FP4_FORMAT_OF_TYPE[decision.type.id];
-  return { ...decision, fp4: format ? { format, simulate: false } : null };
+  return {
+    ...decision,
+    fp4: format ? { format, simulate: false, outerScale: _outer(format, inputs) } : null,
+  };
+}
+
+/** Formats with an outer scale get a slot for it when asked to. */
+function _outer(format: Fp4FormatName, inputs: PlanInputs): Float32Array | null {
+  const has = format === "nvfp4" || format === "amdfp4";
+  return inputs.outerScale && has ? new Float32Array([1]) : null;
 }
 
 /** Tensors every model of the supported families must have, by HF name. */
@@ -218,6 +238,21 @@ export function planConversion(inputs: PlanInputs): ConversionPlan {
   for (const name of _requiredTensors(config, spec.qkNorm)) {
     if (!seen.has(name)) {
       throw new UnsupportedModelError(`Cannot convert as the checkpoint has no tensor ${name}`);
+    }
+  }
+  // NVFP4 outer scales travel as llama.cpp's optional F32 `<name>.scale` tensors. Generated
+  // tensors come after every checkpoint tensor, in the order the stream emits them.
+  for (const t of [...tensors]) {
+    if (t.fp4?.outerScale && !t.fp4.simulate && t.name.endsWith(".weight")) {
+      tensors.push({
+        name: `${t.name.slice(0, -".weight".length)}.scale`,
+        ne: [1],
+        type: GGML_TYPES.f32,
+        origin: { kind: "generated", values: t.fp4.outerScale },
+        permutation: null,
+        fp4: null,
+        note: null,
+      });
     }
   }
   const ropeFactors = spec.gguf === "llama" ? llama3RopeFactors(config) : null;

@@ -104,6 +104,7 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
           fourOverSix: options.fourOverSix ?? false,
           device: options.device ?? "auto",
           imatrix,
+          outerScale: t.fp4!.outerScale?.[0] ?? 1,
         });
       }
       return encoder;
@@ -145,7 +146,9 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
           throw e;
         }
         if (!t.fp4.simulate) return { tensor: piece.tensor, bytes };
-        const back = decodeFp4(fp4Format(t.fp4.format), bytes, values.length);
+        const back = decodeFp4(fp4Format(t.fp4.format), bytes, values.length, {
+          outerScale: t.fp4.outerScale?.[0] ?? 1,
+        });
         return { tensor: piece.tensor, bytes: _encodeFloat(t.type.name, back).out };
       }
       const { out, bad } = _encodeFloat(t.type.name, values);

@@ -27,18 +27,46 @@ async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   while (done < bytes.length) done += await file.write(bytes.subarray(done));
 }
 
+/** Bytes gathered before one write: big writes, from one reused (page-resident) buffer. */
+const WRITE_BUFFER = 4 << 20;
+
+/** Gathers small pieces into big writes through one buffer that is reused for the whole file. */
+class _WriteCombiner {
+  readonly #file: Deno.FsFile;
+  readonly #buf = new Uint8Array(WRITE_BUFFER);
+  #used = 0;
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+  async write(bytes: Uint8Array): Promise<void> {
+    let at = 0;
+    while (at < bytes.length) {
+      const n = Math.min(bytes.length - at, this.#buf.length - this.#used);
+      this.#buf.set(bytes.subarray(at, at + n), this.#used);
+      this.#used += n;
+      at += n;
+      if (this.#used === this.#buf.length) await this.flush();
+    }
+  }
+  async flush(): Promise<void> {
+    await _writeAll(this.#file, this.#buf.subarray(0, this.#used));
+    this.#used = 0;
+  }
+}
+
 /** A WritableStream of encoded pieces that produces the finished GGUF at `path`. */
 export class GgufSink extends WritableStream<EncodedPiece> {
   constructor(path: string, layout: GgufLayout, options: GgufSinkOptions) {
     const partial = path + PARTIAL_SUFFIX;
     const { names, onProgress } = options;
     let file: Deno.FsFile | null = null;
+    let out: _WriteCombiner | null = null;
     let tensor = 0;
     let filled = 0;
     let written = 0;
     const zeros = new Uint8Array(64);
 
-    const closeTensor = async (f: Deno.FsFile) => {
+    const closeTensor = async (f: _WriteCombiner) => {
       const want = layout.tensorSizes[tensor]!;
       if (filled !== want) {
         throw new RangeError(
@@ -47,7 +75,7 @@ export class GgufSink extends WritableStream<EncodedPiece> {
       }
       const padded = (layout.tensorOffsets[tensor + 1] ?? layout.fileSize) -
         layout.tensorOffsets[tensor]!;
-      if (padded > want) await _writeAll(f, zeros.subarray(0, padded - want));
+      if (padded > want) await f.write(zeros.subarray(0, padded - want));
       written += padded - want;
       tensor++;
       filled = 0;
@@ -69,8 +97,9 @@ export class GgufSink extends WritableStream<EncodedPiece> {
             `Cannot write output ${partial}: ${(e as Error).message}`,
           );
         }
+        out = new _WriteCombiner(file);
         try {
-          await _writeAll(file, layout.header);
+          await out.write(layout.header);
         } catch (e) {
           await discard();
           throw e;
@@ -78,7 +107,7 @@ export class GgufSink extends WritableStream<EncodedPiece> {
         written = layout.header.length;
       },
       async write(piece) {
-        const f = file!;
+        const f = out!;
         try {
           while (piece.tensor > tensor) await closeTensor(f);
           if (piece.tensor !== tensor) {
@@ -91,7 +120,7 @@ export class GgufSink extends WritableStream<EncodedPiece> {
               } bytes`,
             );
           }
-          await _writeAll(f, piece.bytes);
+          await f.write(piece.bytes);
           filled += piece.bytes.length;
           written += piece.bytes.length;
           onProgress?.(written, tensor);
@@ -103,7 +132,8 @@ export class GgufSink extends WritableStream<EncodedPiece> {
       async close() {
         const f = file!;
         try {
-          while (tensor < layout.tensorSizes.length) await closeTensor(f);
+          while (tensor < layout.tensorSizes.length) await closeTensor(out!);
+          await out!.flush();
           if (written !== layout.fileSize) {
             throw new RangeError(
               `Cannot finish file as ${written} of ${layout.fileSize} bytes were written`,

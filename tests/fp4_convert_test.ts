@@ -104,20 +104,23 @@ Deno.test("real NVFP4/MXFP4 files give llama.cpp the logits of Sluice's own dequ
     await convert({ ...base, output: `${work}/f32.gguf`, type: "f32" });
     const f32 = await logits(`${work}/f32.gguf`);
     for (
-      const [format, real] of [
-        ["nvfp4", { type: "nvfp4" }],
-        ["mxfp4", { type: "q8_0", rules: MXFP4_WEIGHTS }],
+      const [format, real, outerScale] of [
+        ["nvfp4", { type: "nvfp4" }, false],
+        ["nvfp4", { type: "nvfp4" }, true], // `.scale` side tensors that llama.cpp multiplies in
+        ["mxfp4", { type: "q8_0", rules: MXFP4_WEIGHTS }, false],
       ] as const
     ) {
-      // The simulated file dequantizes the same tensors the real one encodes; keep token_embd and
-      // output identical (Q8_0 in the real file) by simulating onto Q8_0-free F32 is not possible,
-      // so compare both against F32 and against each other.
-      await convert({ ...base, output: `${work}/${format}.gguf`, ...real } as ConvertOptions);
+      // The simulated file holds the dequantized values of the tensors the real file encodes
+      // (token_embd and output stay F32 there, Q8_0 in the real file).
+      await convert(
+        { ...base, output: `${work}/${format}.gguf`, outerScale, ...real } as ConvertOptions,
+      );
       await convert({
         ...base,
         output: `${work}/${format}-sim.gguf`,
         type: "f32",
         simulate: format,
+        outerScale,
       });
       const realLogits = await logits(`${work}/${format}.gguf`);
       const simLogits = await logits(`${work}/${format}-sim.gguf`);
@@ -127,9 +130,9 @@ Deno.test("real NVFP4/MXFP4 files give llama.cpp the logits of Sluice's own dequ
       // a wrong nibble order or scale would put them as far apart as FP4 from F32, or further.
       assert(
         realVsSim < simVsF32 / 3,
-        `${format}: KLD real↔sim ${realVsSim.toExponential(2)} vs sim↔f32 ${
-          simVsF32.toExponential(2)
-        }`,
+        `${format}${outerScale ? " + outer scale" : ""}: KLD real↔sim ${
+          realVsSim.toExponential(2)
+        } vs sim↔f32 ${simVsF32.toExponential(2)}`,
       );
       assert(simVsF32 > 0 && simVsF32 < 0.5, `${format}: KLD vs F32 ${simVsF32}`);
     }

@@ -45,6 +45,29 @@ export interface Fp4Encoder {
    * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
    */
   encode(rows: Float32Array): Promise<Uint8Array>;
+  /**
+   * Encodes whole rows given as bfloat16 bytes (little-endian, two per element, as safetensors
+   * stores BF16): the same bytes as `encode` of the decoded float32 rows, and the same errors. On
+   * the GPU the bytes are uploaded as they are and widened by the kernel, which halves the upload
+   * and skips the CPU decode; prefer it over decoding first.
+   * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
+   * @throws {RangeError} for an odd byte count.
+   */
+  encodeBf16(bytes: Uint8Array): Promise<Uint8Array>;
+}
+
+/** Decodes little-endian bfloat16 bytes to float32 (each value is its 16 bits shifted up). */
+function decodeBf16Rows(bytes: Uint8Array): Float32Array {
+  const n = bytes.length >>> 1;
+  const out = new Float32Array(n);
+  const bits = new Uint32Array(out.buffer);
+  if (bytes.byteOffset % 2 === 0) {
+    const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) bits[i] = halves[i]! << 16;
+  } else {
+    for (let i = 0; i < n; i++) bits[i] = (bytes[2 * i]! << 16) | (bytes[2 * i + 1]! << 24);
+  }
+  return out;
 }
 
 class Encoder implements Fp4Encoder {
@@ -79,6 +102,34 @@ class Encoder implements Fp4Encoder {
       const out = new Uint8Array(fp4Bytes(this.format, rows.length));
       encodeFp4IntoCpu(this.format, rows, this.nPerRow, this.#search, weights, out);
       return Promise.resolve(out);
+    } catch (e: unknown) {
+      return Promise.reject(e);
+    }
+  }
+
+  encodeBf16(bytes: Uint8Array): Promise<Uint8Array> {
+    try {
+      if (bytes.length % 2 !== 0) {
+        throw new RangeError(
+          `Cannot encode ${this.format.label} from bfloat16 as ${bytes.length} bytes are not whole elements`,
+        );
+      }
+      const elements = bytes.length / 2;
+      // Per-element weights (row-sigma with an imatrix) need the float32 rows on the CPU anyway.
+      const perElement = this.#search.imatrix !== null && this.format.weighting !== "column";
+      if (
+        this.#gpu !== null && !perElement &&
+        (this.#always || elements >= FP4_GPU_MIN_ELEMENTS)
+      ) {
+        if (elements % this.nPerRow !== 0) {
+          throw new RangeError(
+            `Cannot encode ${this.format.label} as ${elements} elements are not whole rows of ${this.nPerRow}`,
+          );
+        }
+        const weights = fp4Weights(this.format, new Float32Array(0), this.nPerRow, this.#search);
+        return this.#gpu.encode({ bf16: bytes }, this.nPerRow, this.#search, weights);
+      }
+      return this.encode(decodeBf16Rows(bytes));
     } catch (e: unknown) {
       return Promise.reject(e);
     }

@@ -34,6 +34,7 @@ struct Params {
   min_code: u32,      // lowest code the searches try
   max_code: u32,      // highest code written
   reciprocal: u32,    // 1: ROCmFP4's x·fl(1/d) element rule; 0: ggml's nearest
+  input_kind: u32,    // 0: xs holds float32 bits; 1: bfloat16, two per word (low half first)
   levels: array<vec4<f32>, 2>, // magnitudes of codes 0..7 in half-scale units
 }
 
@@ -94,6 +95,15 @@ fn exponent_of(v: f32) -> i32 {
   return i32(bitcast<u32>(v) >> 23u) - 127;
 }
 
+// Float32 bits of element i; a bfloat16 is its float32's top half, exactly.
+fn input_bits(i: u32) -> u32 {
+  if (params.input_kind == 0u) {
+    return xs[i];
+  }
+  let w = xs[i >> 1u];
+  return select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u);
+}
+
 fn load_sub(start: u32) {
   let n = params.sub;
   var am = 0.0;
@@ -101,7 +111,7 @@ fn load_sub(start: u32) {
   let use_outer = params.inv_outer != 1.0;
   for (var j = 0u; j < n; j++) {
     let i = start + j;
-    let bits = xs[i];
+    let bits = input_bits(i);
     var a = 0.0;
     if ((bits & 0x7f800000u) == 0x7f800000u) {
       atomicMin(&flags[0], i);
