@@ -39,21 +39,41 @@ async function setup() {
 }
 
 const FAULTS: [string, HubFaultRule][] = [
-  ["dropped connection", { on: "cdn", minLength: 20_000, skip: 1, fault: { kind: "drop", afterBytes: 5_000 } }],
+  ["dropped connection", {
+    on: "cdn",
+    minLength: 20_000,
+    skip: 1,
+    fault: { kind: "drop", afterBytes: 5_000 },
+  }],
   ["429 with Retry-After", {
     on: "cdn",
     skip: 1,
     fault: { kind: "status", status: 429, retryAfter: 1 },
   }],
   ["503", { on: "cdn", minLength: 20_000, skip: 2, fault: { kind: "status", status: 503 } }],
-  ["stall", { on: "cdn", minLength: 20_000, skip: 1, fault: { kind: "stall", afterBytes: 1_000, ms: 2_000 } }],
+  ["stall", {
+    on: "cdn",
+    minLength: 20_000,
+    skip: 1,
+    fault: { kind: "stall", afterBytes: 1_000, ms: 2_000 },
+  }],
   ["slow trickle", {
     on: "cdn",
     skip: 1,
     fault: { kind: "trickle", bytesPerTick: 4_096, tickMs: 1 },
   }],
-  ["truncated body", { on: "cdn", minLength: 20_000, skip: 1, fault: { kind: "truncate", afterBytes: 3_000 } }],
-  ["wrong Content-Length", { on: "cdn", minLength: 20_000, skip: 1, fault: { kind: "wrongLength", delta: -100 } }],
+  ["truncated body", {
+    on: "cdn",
+    minLength: 20_000,
+    skip: 1,
+    fault: { kind: "truncate", afterBytes: 3_000 },
+  }],
+  ["wrong Content-Length", {
+    on: "cdn",
+    minLength: 20_000,
+    skip: 1,
+    fault: { kind: "wrongLength", delta: -100 },
+  }],
   ["expired CDN link", { on: "cdn", minLength: 20_000, skip: 2, fault: { kind: "expired" } }],
 ];
 
