@@ -38,3 +38,16 @@ export { EncodeStream, NonFiniteWeightError } from "./stages/encode_stream.ts";
 export { GgufSink } from "./stages/gguf_sink.ts";
 export { QkPermuteStream } from "./stages/qk_permute_stream.ts";
 export { RowGroupStream } from "./stages/row_group_stream.ts";
+export { type EncodeOptions } from "./stages/encode_stream.ts";
+export * from "./pipeline/type_selection.ts";
+export { Imatrix, ImatrixError, ImatrixSizeError, readImatrix } from "./pipeline/imatrix.ts";
+export {
+  createFp4Encoder,
+  encodeFp4Rows,
+  type Fp4EncodeOptions,
+  type Fp4Encoder,
+} from "./gpu/fp4/encode.ts";
+export { FP4_FORMATS, fp4Bytes, type Fp4Format, type Fp4FormatName } from "./gpu/fp4/formats.ts";
+export { decodeFp4 } from "./gpu/fp4/decode.ts";
+export { fp4OuterScale } from "./gpu/fp4/outer_scale.ts";
+export { Fp4InputError } from "./gpu/fp4/input_error.ts";
