@@ -16,6 +16,11 @@ import {
 import type { Fp4FormatName } from "./gpu/fp4/formats.ts";
 import type { EncodeOptions } from "./stages/encode_stream.ts";
 
+/** `--max-memory` default, MiB: the whole run's budget. */
+const DEFAULT_MAX_MEMORY_MIB = 512;
+/** What the process needs besides Hub read-ahead, MiB (measured by `deno task bench hub`). */
+const PROCESS_RESERVE_MIB = 256;
+
 /** The scale search used when --scale-search is not given (see README: measured by KLD). */
 const DEFAULT_SCALE_SEARCH = "window";
 import { formatBytes, type LogFormat, progressRenderer } from "./pipeline/progress.ts";
@@ -63,7 +68,8 @@ Hub options (hf:owner/name[@revision] inputs; only headers and tensor ranges are
       --token TOKEN        access token for private/gated repos (default: $HF_TOKEN)
       --endpoint URL       Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)
       --connections N      range requests in flight (default 8)
-      --max-memory MIB     read-ahead budget (default 256)
+      --max-memory MIB     memory budget of the whole run (default 512): the Hub read-ahead gets
+                           what is left after ~256 MiB for the process itself (at least 64 MiB)
 
 Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM.
 Exit status: 0 on success, 1 on an error (the message names the file and tensor), 2 on bad usage.
@@ -101,8 +107,11 @@ function hubOptions(values: Record<string, unknown>): HubSourceOptions {
   if (typeof values.endpoint === "string") hub.endpoint = values.endpoint;
   const connections = positiveNumber("connections", values.connections as string | undefined, 256);
   if (connections !== undefined) hub.connections = Math.round(connections);
-  const memory = positiveNumber("max-memory", values["max-memory"] as string | undefined, 65536);
-  if (memory !== undefined) hub.maxMemory = Math.round(memory * 1024 * 1024);
+  const memory = positiveNumber("max-memory", values["max-memory"] as string | undefined, 65536) ??
+    DEFAULT_MAX_MEMORY_MIB;
+  // The budget is for the process: the runtime, tokenizer, pieces in the pipeline and garbage
+  // not yet collected take about PROCESS_RESERVE_MIB; read-ahead gets the rest.
+  hub.maxMemory = Math.max(64, Math.round(memory - PROCESS_RESERVE_MIB)) * 1024 * 1024;
   return hub;
 }
 

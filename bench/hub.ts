@@ -13,7 +13,7 @@ import { plainParallelDownload } from "./hub_download.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CONNECTIONS = 8;
-const MAX_MEMORY_MIB = 256;
+const MAX_MEMORY_MIB = 512;
 
 /** Starts `bench/hub_serve.ts` and waits for its endpoint line. */
 async function startServer(model: string) {
