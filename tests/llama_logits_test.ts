@@ -25,6 +25,7 @@
 import { assert, assertEquals } from "./_assert.ts";
 import { TokenizerLoader } from "@lenml/tokenizers";
 import { convert } from "../mod.ts";
+import { gguf } from "@huggingface/gguf";
 import { LlamaModel } from "../testing/llama_cpp.ts";
 import {
   type ReferenceConfig,
@@ -199,8 +200,11 @@ async function llamaLogits(
   tokenizerPre?: string,
 ): Promise<Float32Array[]> {
   const output = await Deno.makeTempFile({ prefix: "sluice-logits-", suffix: `.${type}.gguf` });
-  await convert({ input, output, type, ...(tokenizerPre ? { tokenizerPre } : {}) });
   try {
+    const stats = await convert({ input, output, type, ...(tokenizerPre ? { tokenizerPre } : {}) });
+    // An independent reader parses every file too.
+    const parsed = await gguf(output, { allowLocalFile: true });
+    assertEquals(parsed.tensorInfos.length, stats.tensors);
     using model = LlamaModel.load(output, { nCtx: 64, exact: true });
     return model.logits(tokens);
   } finally {
