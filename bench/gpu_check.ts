@@ -1,8 +1,11 @@
 /**
  * GPU check and speed (run on a machine with a real GPU): for every FP4 format and search mode,
- * with and without an imatrix, the WGSL kernel's bytes must equal the CPU twin's; then the
- * end-to-end throughput of BF16 input → NVFP4 `full` + imatrix (BF16 decode on the CPU, kernel
- * on the GPU, several chunks in flight), against the CPU twin on the same data in the same run.
+ * with and without an imatrix, the WGSL kernel's bytes must equal the CPU twin's, from float32
+ * rows and from BF16 bytes (`encodeBf16`); then the end-to-end throughput of BF16 input → NVFP4
+ * `full` + imatrix (BF16 bytes uploaded as they are, or decoded on the CPU first; several chunks
+ * in flight), against the CPU twin on the same data in the same run.
+ *
+ * deno run -A bench/gpu_check.ts [elements, default 256 Mi]
  * Imports nothing from npm, so it runs from a bare copy of the repository.
  *
  * @module
@@ -39,7 +42,13 @@ function heavyTailed(n: number, seed: number): Float32Array {
 const N_PER_ROW = 4096;
 
 async function checkBytes(): Promise<number> {
-  const formats: Fp4FormatName[] = ["nvfp4", "mxfp4", "q4_0_rocmfp4", "q4_0_rocmfp4_fast", "amdfp4"];
+  const formats: Fp4FormatName[] = [
+    "nvfp4",
+    "mxfp4",
+    "q4_0_rocmfp4",
+    "q4_0_rocmfp4_fast",
+    "amdfp4",
+  ];
   const modes: Fp4SearchMode[] = ["rtn", "window", "full"];
   const rows = heavyTailed(N_PER_ROW * 256, 7);
   const imatrix = Float32Array.from(heavyTailed(N_PER_ROW, 9), (v) => v * v * 1e4 + 1e-3);
@@ -76,7 +85,18 @@ async function checkBytes(): Promise<number> {
   return bad;
 }
 
-async function throughput(device: "gpu" | "cpu", bf16: Uint8Array, chunkElements: number) {
+/**
+ * BF16 bytes → NVFP4 full + imatrix, `chunkElements` per call and `depth` calls in flight; the
+ * rows go in as BF16 bytes (`encodeBf16`, widened on the GPU) or decoded to float32 on the CPU
+ * first (`encode`).
+ */
+async function throughput(
+  device: "gpu" | "cpu",
+  bf16: Uint8Array,
+  chunkElements: number,
+  depth: number,
+  viaBf16: boolean,
+) {
   const imatrix = Float32Array.from(heavyTailed(N_PER_ROW, 11), (v) => v * v * 1e4 + 1e-3);
   const enc = await createFp4Encoder("nvfp4", N_PER_ROW, { mode: "full", imatrix, device });
   const elements = bf16.length / 2;
@@ -84,10 +104,15 @@ async function throughput(device: "gpu" | "cpu", bf16: Uint8Array, chunkElements
   const t0 = performance.now();
   for (let at = 0; at < elements; at += chunkElements) {
     const n = Math.min(chunkElements, elements - at);
-    const values = new Float32Array(n);
-    decodeBf16(bf16.subarray(at * 2, (at + n) * 2), values);
-    inFlight.push(enc.encode(values));
-    if (inFlight.length >= 3) await inFlight.shift();
+    const bytes = bf16.subarray(at * 2, (at + n) * 2);
+    if (viaBf16) {
+      inFlight.push(enc.encodeBf16(bytes));
+    } else {
+      const values = new Float32Array(n);
+      decodeBf16(bytes, values);
+      inFlight.push(enc.encode(values));
+    }
+    if (inFlight.length >= depth) await inFlight.shift();
   }
   await Promise.all(inFlight);
   const seconds = (performance.now() - t0) / 1000;
@@ -95,7 +120,9 @@ async function throughput(device: "gpu" | "cpu", bf16: Uint8Array, chunkElements
 }
 
 const gpu = await acquireGpu("auto");
-console.log(gpu ? `adapter: ${gpu.description} (fallback: ${gpu.isFallback})` : "no WebGPU adapter");
+console.log(
+  gpu ? `adapter: ${gpu.description} (fallback: ${gpu.isFallback})` : "no WebGPU adapter",
+);
 if (gpu) {
   const bad = await checkBytes();
   console.log(bad === 0 ? "all GPU outputs equal the CPU twin" : `${bad} cases differ`);
@@ -103,12 +130,23 @@ if (gpu) {
   const values = heavyTailed(totalElements, 13);
   const bf16 = new Uint8Array(totalElements * 2);
   encodeBf16(values, bf16);
-  const g = await throughput("gpu", bf16, 16 * 2 ** 20);
   const cpuSlice = bf16.subarray(0, Math.min(bf16.length, 2 * 8 * 2 ** 20));
-  const c = await throughput("cpu", cpuSlice, 2 * 2 ** 20);
-  console.log(
-    `NVFP4 full + imatrix, BF16 in: GPU ${g.gbs.toFixed(2)} GB/s (${g.melems.toFixed(0)} Melem/s, ` +
-      `${(bf16.length / 1e9).toFixed(2)} GB in ${g.seconds.toFixed(2)} s); CPU twin ` +
-      `${c.gbs.toFixed(3)} GB/s (${c.melems.toFixed(1)} Melem/s); ratio ${(g.gbs / c.gbs).toFixed(0)}×`,
-  );
+  const c = await throughput("cpu", cpuSlice, 2 * 2 ** 20, 3, false);
+  const Mi = 2 ** 20;
+  const runs: [string, number, number, boolean][] = [
+    ["encodeBf16, 16 Mi-element chunks, 3 in flight", 16 * Mi, 3, true],
+    ["encodeBf16, 16 Mi-element chunks, 8 in flight", 16 * Mi, 8, true],
+    ["encodeBf16, 4 Mi-element chunks, 3 in flight", 4 * Mi, 3, true],
+    ["encodeBf16, 4 Mi-element chunks, 8 in flight", 4 * Mi, 8, true],
+    ["BF16 decoded on the CPU + encode, 16 Mi-element chunks, 3 in flight", 16 * Mi, 3, false],
+  ];
+  for (const [label, chunk, depth, viaBf16] of runs) {
+    const g = await throughput("gpu", bf16, chunk, depth, viaBf16);
+    console.log(
+      `NVFP4 full + imatrix, BF16 in (${label}): GPU ${g.gbs.toFixed(2)} GB/s ` +
+        `(${g.melems.toFixed(0)} Melem/s, ${(bf16.length / 1e9).toFixed(2)} GB in ` +
+        `${g.seconds.toFixed(2)} s); CPU twin ${c.gbs.toFixed(3)} GB/s (${c.melems.toFixed(1)} ` +
+        `Melem/s); ratio ${(g.gbs / c.gbs).toFixed(0)}×`,
+    );
+  }
 }

@@ -20,6 +20,7 @@ export class BufferPool {
   readonly #maxIdle: number;
   #idleBytes = 0;
   #liveBytes = 0;
+  #destroyed = 0;
 
   constructor(device: GPUDevice, options: BufferPoolOptions = {}) {
     this.#device = device;
@@ -34,6 +35,11 @@ export class BufferPool {
   /** Bytes in idle pooled buffers. */
   get idleBytes(): number {
     return this.#idleBytes;
+  }
+
+  /** Buffers this pool has destroyed so far: objects that cache bindings of its buffers drop them when it changes. */
+  get destroyed(): number {
+    return this.#destroyed;
   }
 
   /** A buffer of at least `size` bytes with exactly this usage. */
@@ -54,6 +60,7 @@ export class BufferPool {
     this.#liveBytes -= buffer.size;
     if (this.#idleBytes + buffer.size > this.#maxIdle) {
       buffer.destroy();
+      this.#destroyed++;
       return;
     }
     const key = `${buffer.usage}:${buffer.size}`;
@@ -65,7 +72,10 @@ export class BufferPool {
 
   /** Destroys every idle buffer. */
   clear(): void {
-    for (const list of this.#idle.values()) for (const b of list) b.destroy();
+    for (const list of this.#idle.values()) {
+      for (const b of list) b.destroy();
+      this.#destroyed += list.length;
+    }
     this.#idle.clear();
     this.#idleBytes = 0;
   }

@@ -4,9 +4,12 @@
  *
  * For a tensor encoded chunk by chunk, create one {@link Fp4Encoder} per tensor: the options and
  * imatrix are checked once, the pipeline and lookup tables are built once per process and format,
- * and the imatrix is uploaded once. Keep two or three `encode` calls in flight so that uploads,
- * the kernel and read-backs overlap; chunks of a few million elements amortize Deno's ≥ 10 ms
- * per read-back.
+ * and the imatrix is uploaded once. On the GPU every call takes at least ~10 ms (Deno's read-back
+ * poll), so pass chunks of several million elements and keep several calls in flight: on an H200,
+ * NVFP4 full + imatrix from BF16 runs at about 2.3 GB/s of input with 16 Mi-element chunks (3 or 8
+ * in flight) or 4 Mi-element chunks 8 in flight, and 1.7 GB/s with 4 Mi-element chunks 3 in
+ * flight (bench/gpu_check.ts). Give BF16 rows to `encodeBf16` as they are: decoding them on the
+ * CPU first (about 50 ms per 16 Mi elements) costs more than the whole GPU encode.
  *
  * @module
  */

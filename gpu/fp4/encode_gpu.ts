@@ -8,10 +8,20 @@
  * so one compilation serves every call. Bindings and dispatch are assembled in `encode` only.
  *
  * One invocation encodes one sub-block and ORs its bytes into the output words, which are cleared
- * first. Each call uploads its rows with `queue.writeBuffer`, dispatches, copies the packed words
- * and the two error flags into one staging buffer and maps it once (Deno's `mapAsync` costs ≥ 10 ms, so a
- * call should carry millions of elements). Calls may overlap: start the next before awaiting the
- * previous and the GPU works on both. Buffers come from a pool and return to it after submission.
+ * first. Rows arrive as float32, or as bfloat16 bytes that the kernel widens (half the upload and
+ * no CPU decode). A call is cut into pieces of `fp4GpuTuning.pieceBytes`; each piece uploads its
+ * rows with `queue.writeBuffer`, dispatches, copies its packed words and two error flags into the
+ * call's one staging buffer and is submitted at once, so the GPU works on a piece while the next
+ * uploads. The staging buffer is mapped once per call.
+ *
+ * Where the time goes (NVIDIA H200, Deno 2.9.6, NVFP4 full + imatrix, bench/gpu_prof.ts): the
+ * kernel takes about 0.11 s per Gi elements, so the main thread sets the pace: `writeBuffer` (about
+ * 0.25 s per Gi BF16 elements), `mapAsync` (Deno polls the device with a blocking wait for all
+ * submitted work, then sleeps 10 ms before resolving: each call takes ≥ 10 ms, so callers should
+ * pass millions of elements and keep several calls in flight), and `getMappedRange`, which copies
+ * the mapped range into a fresh array (about 0.3 s per Gi elements of NVFP4 output). Uniform blocks
+ * and bind groups are cached, and the error flags share the output buffer, to keep the WebGPU calls
+ * per piece few.
  *
  * @module
  */
@@ -28,26 +38,37 @@ import { type Fp4Weights, WEIGHTS_COLUMN, WEIGHTS_ELEMENT, WEIGHTS_NONE } from "
 const WORKGROUP = 64;
 /** Bytes of the uniform block: 21 u32 (padded to 24), then the 8 levels as two vec4. */
 const PARAMS_BYTES = 128;
-/** Flag value meaning "no element". */
+/** Flag value meaning "no element" (the kernel writes 0xffffffff − index, 0 for none). */
 const NONE = 0xffffffff;
+/** Bytes of the two error flags after the output words. */
+const FLAG_BYTES = 8;
+/** Cached uniform blocks and bind groups per device, at most (then the cache starts over). */
+const CACHE_ENTRIES = 64;
 /** The program name; its cache key has no other part, as formats are uniforms. */
 const PROGRAM = "fp4_encode";
 
 const STORAGE_IN = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
 const STORAGE_OUT = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-const FLAGS = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 const UNIFORM = GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
 const STAGING = GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
 
-/** Per device: the pipeline, a buffer pool and each format's tables. */
+/** Per device: the pipeline, a buffer pool, each format's tables and the call caches. */
 interface DeviceState {
   readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
   readonly pool: BufferPool;
   readonly tables: Map<string, GPUBuffer>;
   /** A stand-in bound when there are no weights. */
   readonly noWeights: GPUBuffer;
+  /** Uniform blocks by content: chunks of one tensor mostly share one. */
+  readonly uniforms: Map<string, GPUBuffer>;
+  /** Bind groups by the ids of their buffers (pooled buffers come back, and so do the groups). */
+  readonly bindGroups: Map<string, GPUBindGroup>;
+  /** The pool's `destroyed` count the bind groups were made under. */
+  bindGroupsEpoch: number;
+  readonly ids: WeakMap<GPUBuffer, number>;
+  nextId: number;
 }
-
 const states = new WeakMap<GPUDevice, Promise<DeviceState>>();
 
 /**
@@ -80,10 +101,74 @@ async function build(device: GPUDevice): Promise<DeviceState> {
   }
   return {
     pipeline,
+    layout: pipeline.getBindGroupLayout(0),
     pool: new BufferPool(device),
     tables: new Map(),
     noWeights: device.createBuffer({ size: 16, usage: STORAGE_IN, label: `${PROGRAM}_no_weights` }),
+    uniforms: new Map(),
+    bindGroups: new Map(),
+    bindGroupsEpoch: 0,
+    ids: new WeakMap(),
+    nextId: 0,
   };
+}
+
+function idOf(state: DeviceState, buffer: GPUBuffer): number {
+  let id = state.ids.get(buffer);
+  if (id === undefined) {
+    id = state.nextId++;
+    state.ids.set(buffer, id);
+  }
+  return id;
+}
+
+/** A uniform buffer holding `params`, written once per distinct content. */
+function uniformOf(
+  device: GPUDevice,
+  state: DeviceState,
+  params: Uint32Array<ArrayBuffer>,
+): GPUBuffer {
+  const key = params.join(",");
+  let buffer = state.uniforms.get(key);
+  if (buffer === undefined) {
+    if (state.uniforms.size >= CACHE_ENTRIES) {
+      // Submitted commands keep their contents: the queue orders later writes after them.
+      for (const old of state.uniforms.values()) state.pool.release(old);
+      state.uniforms.clear();
+    }
+    buffer = state.pool.acquire(PARAMS_BYTES, UNIFORM, "fp4_params");
+    device.queue.writeBuffer(buffer, 0, params);
+    state.uniforms.set(key, buffer);
+  }
+  return buffer;
+}
+
+/**
+ * The bind group of one piece. Whole buffers are bound (the pool's sizes are powers of two) and
+ * the kernel reads only what the uniforms say, so a group depends on the buffers alone and is
+ * reused whenever the pool hands the same buffers out again; a pool that destroyed a buffer
+ * empties the cache.
+ */
+function bindGroupOf(
+  device: GPUDevice,
+  state: DeviceState,
+  buffers: readonly [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer],
+): GPUBindGroup {
+  if (state.bindGroupsEpoch !== state.pool.destroyed || state.bindGroups.size >= CACHE_ENTRIES) {
+    state.bindGroups.clear();
+    state.bindGroupsEpoch = state.pool.destroyed;
+  }
+  const key = buffers.map((b) => idOf(state, b)).join(",");
+  let group = state.bindGroups.get(key);
+  if (group === undefined) {
+    group = device.createBindGroup({
+      label: PROGRAM,
+      layout: state.layout,
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    state.bindGroups.set(key, group);
+  }
+  return group;
 }
 
 function tablesOf(device: GPUDevice, state: DeviceState, format: Fp4Format): GPUBuffer {
@@ -150,12 +235,10 @@ function elementOf(rows: Float32Array | Bf16Rows, i: number): number {
  */
 export const fp4GpuTuning = {
   /**
-   * Input bytes per dispatch and submission: a larger call is split into pieces of this size (in
+   * Input bytes per dispatch and submission: a larger call is cut into pieces of this size (in
    * whole rows) so that the GPU starts on the first while the next uploads.
    */
-  pieceBytes: 32 * 2 ** 20,
-  /** How a single piece is read back: "slice" copies the mapped range once, "set" into a new array. */
-  readback: "slice" as "slice" | "set",
+  pieceBytes: 8 * 2 ** 20,
   /** Accumulate fp4GpuTimings. */
   profile: false,
 };
@@ -163,13 +246,20 @@ export const fp4GpuTuning = {
 /** Time spent per phase over all calls while `fp4GpuTuning.profile` is on (milliseconds). */
 export const fp4GpuTimings = {
   calls: 0,
+  pieces: 0,
   /** Synchronous part of encode (uploads, encoding, submission). */
   syncMs: 0,
-  /** Of which queue.writeBuffer of the rows. */
+  /** Of which queue.writeBuffer of the rows, */
   uploadMs: 0,
+  /** bind group and command encoding, */
+  encodeMs: 0,
+  /** and queue.submit. */
+  submitMs: 0,
   /** From the end of the synchronous part until validation resolved. */
   validationMs: 0,
-  /** From the end of the synchronous part until every read-back was mapped. */
+  /** In mapAsync calls themselves, */
+  mapCallMs: 0,
+  /** and from the end of the synchronous part until the read-back was mapped. */
   mapWaitMs: 0,
   /** Copying the mapped bytes out and unmapping. */
   readMs: 0,
@@ -178,9 +268,12 @@ export const fp4GpuTimings = {
 /** One dispatch's worth of rows and its buffers. */
 interface Piece {
   readonly firstElement: number;
+  readonly elements: number;
+  /** Where its bytes start in the call's output, and how many. */
+  readonly at: number;
   readonly bytes: number;
-  readonly paddedBytes: number;
-  readonly staging: GPUBuffer;
+  /** Where its bytes start in the staging buffer (a multiple of 4). */
+  readonly stagingAt: number;
 }
 
 /** Runs the FP4 kernel of one format on one GPU. */
@@ -217,7 +310,12 @@ export class Fp4GpuEncoder {
         `Cannot encode ${this.#format.label} on the GPU as one row of ${nPerRow} exceeds its buffer limit: ${bytes} bytes`,
       );
     }
-    const wanted = Math.max(1, Math.floor(fp4GpuTuning.pieceBytes / elementBytes / nPerRow));
+    // Rows per piece: a multiple of `align` when it fits, so that a piece's bytes are whole words
+    // and the pieces lie back to back in the staging buffer.
+    const rowBytes = (nPerRow / this.#format.blockSize) * this.#format.blockBytes;
+    const align = rowBytes % 4 === 0 ? 1 : rowBytes % 2 === 0 ? 2 : 4;
+    let wanted = Math.max(1, Math.floor(fp4GpuTuning.pieceBytes / elementBytes / nPerRow));
+    wanted = Math.max(align, wanted - (wanted % align));
     return Math.min(rows, wanted) * nPerRow;
   }
 
@@ -270,17 +368,36 @@ export class Fp4GpuEncoder {
     const profile = fp4GpuTuning.profile;
     const t0 = profile ? performance.now() : 0;
     const device = this.#gpu.device;
-    const pool = this.#state.pool;
+    const state = this.#state;
+    const pool = state.pool;
     const step = this.#piece(nPerRow, elementBytes);
+    const maxBinding = Math.floor(this.#gpu.limits.maxStorageBufferBindingSize / 4) * 4;
+    // One staging buffer and one map per call: each piece's words at a multiple of 4 (back to back
+    // when every piece but the last has whole words, which #piece arranges), then two flag words
+    // per piece.
     const pieces: Piece[] = [];
+    let at = 0;
+    let stagingAt = 0;
+    for (let first = 0; first < length; first += step) {
+      const elements = Math.min(step, length - first);
+      const bytes = (elements / format.blockSize) * format.blockBytes;
+      pieces.push({ firstElement: first, elements, at, bytes, stagingAt });
+      at += bytes;
+      stagingAt += Math.ceil(bytes / 4) * 4;
+    }
+    const flagsAt = stagingAt;
+    const mapBytes = flagsAt + FLAG_BYTES * pieces.length;
+    const staging = pool.acquire(mapBytes, STAGING, "fp4_staging");
     device.pushErrorScope("validation");
     let validation: Promise<GPUError | null>;
     try {
-      for (let first = 0; first < length; first += step) {
-        const elements = Math.min(step, length - first);
+      for (let k = 0; k < pieces.length; k++) {
+        const piece = pieces[k]!;
+        const first = piece.firstElement;
+        const elements = piece.elements;
         const blocks = elements / format.blockSize;
         const threads = blocks * (format.blockSize / format.subBlockSize);
-        const paddedBytes = Math.ceil((blocks * format.blockBytes) / 4) * 4;
+        const paddedBytes = Math.ceil(piece.bytes / 4) * 4;
         const workgroups = Math.ceil(threads / WORKGROUP);
         const maxX = this.#gpu.limits.maxComputeWorkgroupsPerDimension;
         const groupsX = Math.min(workgroups, maxX);
@@ -296,67 +413,67 @@ export class Fp4GpuEncoder {
           paddedBytes / 4,
           bf16 === null ? INPUT_F32 : INPUT_BF16,
         );
-        const uniform = pool.acquire(PARAMS_BYTES, UNIFORM, "fp4_params");
-        device.queue.writeBuffer(uniform, 0, params);
-
+        const uniform = uniformOf(device, state, params);
         const tu = profile ? performance.now() : 0;
         const input = bf16 === null
           ? this.#upload((rows as Float32Array).subarray(first, first + elements), "rows")
           : this.#upload(bf16.subarray(first * 2, (first + elements) * 2), "rows");
         if (profile) fp4GpuTimings.uploadMs += performance.now() - tu;
         const weightBuffer = this.#weightsBuffer(weights, first, elements);
-        const output = pool.acquire(paddedBytes, STORAGE_OUT, "fp4_output");
-        const flags = pool.acquire(8, FLAGS, "fp4_flags");
-        device.queue.writeBuffer(flags, 0, new Uint32Array([NONE, NONE]));
-        const staging = pool.acquire(paddedBytes + 8, STAGING, "fp4_staging");
-
-        const bindGroup = device.createBindGroup({
-          label: PROGRAM,
-          layout: this.#state.pipeline.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: { buffer: uniform, size: PARAMS_BYTES } },
-            { binding: 1, resource: { buffer: input, size: elements * elementBytes } },
-            { binding: 2, resource: { buffer: weightBuffer ?? this.#state.noWeights } },
-            { binding: 3, resource: { buffer: this.#tables } },
-            { binding: 4, resource: { buffer: output, size: paddedBytes } },
-            { binding: 5, resource: { buffer: flags, size: 8 } },
-          ],
-        });
+        const output = pool.acquire(paddedBytes + FLAG_BYTES, STORAGE_OUT, "fp4_output");
+        if (Math.max(input.size, output.size, weightBuffer?.size ?? 0) > maxBinding) {
+          throw new RangeError(
+            `Cannot encode ${format.label} on the GPU as a piece of ${elements} elements exceeds its binding limit: ${maxBinding} bytes`,
+          );
+        }
+        const tb = profile ? performance.now() : 0;
+        const bindGroup = bindGroupOf(device, state, [
+          uniform,
+          input,
+          weightBuffer ?? state.noWeights,
+          this.#tables,
+          output,
+        ]);
         const encoder = device.createCommandEncoder({ label: PROGRAM });
-        encoder.clearBuffer(output, 0, paddedBytes);
+        encoder.clearBuffer(output, 0, paddedBytes + FLAG_BYTES);
         const pass = encoder.beginComputePass({ label: PROGRAM });
-        pass.setPipeline(this.#state.pipeline);
+        pass.setPipeline(state.pipeline);
         pass.setBindGroup(0, bindGroup);
         pass.dispatchWorkgroups(groupsX, groupsY);
         pass.end();
-        encoder.copyBufferToBuffer(output, 0, staging, 0, paddedBytes);
-        encoder.copyBufferToBuffer(flags, 0, staging, paddedBytes, 8);
+        encoder.copyBufferToBuffer(output, 0, staging, piece.stagingAt, paddedBytes);
+        encoder.copyBufferToBuffer(output, paddedBytes, staging, flagsAt + FLAG_BYTES * k, 8);
+        const commands = encoder.finish();
+        const ts = profile ? performance.now() : 0;
         // One submission per piece: the GPU starts on it while the next one uploads.
-        device.queue.submit([encoder.finish()]);
+        device.queue.submit([commands]);
+        if (profile) {
+          fp4GpuTimings.encodeMs += ts - tb;
+          fp4GpuTimings.submitMs += performance.now() - ts;
+        }
         // Submitted: the queue orders any later write to these after this piece's commands.
-        pool.release(uniform);
         pool.release(input);
         pool.release(output);
-        pool.release(flags);
         if (weights.kind === WEIGHTS_ELEMENT && weightBuffer !== null) pool.release(weightBuffer);
-        pieces.push({
-          firstElement: first,
-          bytes: blocks * format.blockBytes,
-          paddedBytes,
-          staging,
-        });
       }
+    } catch (e: unknown) {
+      pool.release(staging);
+      throw e;
     } finally {
       validation = device.popErrorScope();
     }
-    // Ask for every read-back now: the maps and the validation result resolve at the same device
-    // poll (Deno polls about every 10 ms), so awaiting validation first would cost one more poll.
-    const maps = pieces.map((p) => p.staging.mapAsync(GPUMapMode.READ, 0, p.paddedBytes + 8));
-    const mapped = Promise.all(maps);
+    // Map at once: the map and the validation result resolve at the same device poll, so awaiting
+    // validation first would cost one more poll. (Deno's mapAsync blocks the main thread until the
+    // GPU has finished all submitted work, then sleeps 10 ms before resolving; mapping only after
+    // onSubmittedWorkDone avoids the block but adds a poll of latency, and measured slower.)
+    const tm = profile ? performance.now() : 0;
+    const mapped = staging.mapAsync(GPUMapMode.READ, 0, mapBytes);
+    if (profile) fp4GpuTimings.mapCallMs += performance.now() - tm;
     mapped.catch(() => {}); // awaited below once the commands are known to be valid
     const t1 = profile ? performance.now() : 0;
     if (profile) {
       fp4GpuTimings.calls++;
+      fp4GpuTimings.pieces += pieces.length;
       fp4GpuTimings.syncMs += t1 - t0;
     }
     let invalid: GPUError | null;
@@ -367,40 +484,35 @@ export class Fp4GpuEncoder {
     }
     if (profile) fp4GpuTimings.validationMs += performance.now() - t1;
     if (invalid !== null) {
-      await Promise.allSettled(maps);
-      for (const piece of pieces) {
-        if (piece.staging.mapState === "mapped") piece.staging.unmap();
-        pool.release(piece.staging);
-      }
+      await Promise.allSettled([mapped]);
+      if (staging.mapState === "mapped") staging.unmap();
+      pool.release(staging);
       throw new Error(`Cannot run ${PROGRAM} as WebGPU rejected the commands: ${invalid.message}`);
     }
 
-    let out: Uint8Array;
+    const out = new Uint8Array(total);
     let badFinite = NONE;
     let badOuter = NONE;
     try {
       await mapped;
       const t2 = profile ? performance.now() : 0;
       if (profile) fp4GpuTimings.mapWaitMs += t2 - t1;
-      const single = pieces.length === 1 && fp4GpuTuning.readback === "slice";
-      out = single ? new Uint8Array(0) : new Uint8Array(total);
-      let at = 0;
+      const range = staging.getMappedRange(0, mapBytes);
       for (const piece of pieces) {
-        const range = piece.staging.getMappedRange(0, piece.paddedBytes + 8);
-        if (single) out = new Uint8Array(range.slice(0, piece.bytes));
-        else out.set(new Uint8Array(range, 0, piece.bytes), at);
-        const flags = new Uint32Array(range, piece.paddedBytes, 2);
-        if (flags[0]! !== NONE && badFinite === NONE) badFinite = piece.firstElement + flags[0]!;
-        if (flags[1]! !== NONE && badOuter === NONE) badOuter = piece.firstElement + flags[1]!;
-        piece.staging.unmap();
-        at += piece.bytes;
+        out.set(new Uint8Array(range, piece.stagingAt, piece.bytes), piece.at);
       }
+      const flags = new Uint32Array(range, flagsAt, 2 * pieces.length);
+      pieces.forEach((piece, k) => {
+        const f = flags[2 * k]!;
+        const o = flags[2 * k + 1]!;
+        if (f !== 0 && badFinite === NONE) badFinite = piece.firstElement + NONE - f;
+        if (o !== 0 && badOuter === NONE) badOuter = piece.firstElement + NONE - o;
+      });
+      staging.unmap();
       if (profile) fp4GpuTimings.readMs += performance.now() - t2;
     } finally {
-      for (const piece of pieces) {
-        if (piece.staging.mapState === "mapped") piece.staging.unmap();
-        pool.release(piece.staging);
-      }
+      if (staging.mapState === "mapped") staging.unmap();
+      pool.release(staging);
     }
     if (badFinite !== NONE) {
       throw new Fp4InputError(
