@@ -7,6 +7,8 @@ import { FP4_FORMATS, type Fp4Format } from "../gpu/fp4/formats.ts";
 import { Fp4InputError } from "../gpu/fp4/input_error.ts";
 import type { Fp4SearchOptions } from "../gpu/fp4/search_options.ts";
 import { assertBlocksEqual } from "../testing/block_diff.ts";
+import { fp4GpuTuning } from "../gpu/fp4/encode_gpu.ts";
+import { decodeBf16, encodeBf16 as encodeBf16Bytes } from "../stages/encode/float_codecs.ts";
 
 const gpu = await acquireGpu("auto");
 if (gpu === null) {
@@ -111,5 +113,43 @@ Deno.test({
         `chunk ${i}`,
       )
     );
+  },
+});
+
+Deno.test({
+  name:
+    "Fp4Encoder.encodeBf16() on the GPU gives the bytes of encode() on the decoded rows, also cut into pieces",
+  ignore,
+  async fn() {
+    const rows = seededRows(41, 64, N);
+    const bf16 = new Uint8Array(rows.length * 2);
+    encodeBf16Bytes(rows, bf16);
+    const decoded = new Float32Array(rows.length);
+    decodeBf16(bf16, decoded);
+    const saved = fp4GpuTuning.pieceBytes;
+    try {
+      for (const pieceBytes of [saved, N * 2 * 3]) {
+        fp4GpuTuning.pieceBytes = pieceBytes; // several pieces per call
+        for (const format of [FP4_FORMATS.nvfp4, FP4_FORMATS.mxfp4]) {
+          const options = { mode: "full" as const, imatrix: seededImatrix(43, N) };
+          const gpuEnc = await createFp4Encoder(format, N, { ...options, device: "gpu" });
+          const fromBf16 = await gpuEnc.encodeBf16(bf16);
+          const cpu = encodeFp4RowsCpu(format, decoded, N, options);
+          assertBlocksEqual(
+            fromBf16,
+            cpu,
+            format.blockBytes,
+            `${format.label}, ${pieceBytes} B pieces`,
+          );
+        }
+      }
+      const bad = bf16.slice();
+      bad[2 * 77] = 0xc0;
+      bad[2 * 77 + 1] = 0x7f; // BF16 NaN at element 77
+      const enc = await createFp4Encoder(FP4_FORMATS.nvfp4, N, { device: "gpu" });
+      await assertRejects(() => enc.encodeBf16(bad), Fp4InputError, /element 77 /);
+    } finally {
+      fp4GpuTuning.pieceBytes = saved;
+    }
   },
 });
