@@ -51,8 +51,9 @@ Convert options:
                            (default window: imatrix-weighted error search, see README)
       --window N           codes tried each side of the rtn scale in window mode (default 12)
       --four-over-six      also try mapping each block's max to 4 instead of 6
-      --outer-scale        per-tensor F32 outer scale for NVFP4 (written as <name>.scale, which
-                           llama.cpp multiplies in) and AMD-FP4; reads those tensors twice
+      --no-outer-scale     skip the per-tensor F32 outer scale of NVFP4 (<name>.scale, which
+                           llama.cpp multiplies in) and AMD-FP4. On by default (lower KLD in
+                           deno task bench quality), it reads those tensors twice
       --device DEVICE      FP4 kernels on auto (WebGPU when present) | gpu | cpu
       --imatrix FILE       llama.cpp imatrix (GGUF or legacy .dat) weighting the FP4 scale search
       --imatrix-weighting W  column (per input column, as llama.cpp PR #25153) | kquant
@@ -209,7 +210,7 @@ async function run(args: string[]): Promise<number> {
       "scale-search": { type: "string" },
       window: { type: "string" },
       "four-over-six": { type: "boolean" },
-      "outer-scale": { type: "boolean" },
+      "no-outer-scale": { type: "boolean" },
       device: { type: "string" },
       imatrix: { type: "string" },
       "imatrix-weighting": { type: "string" },
@@ -239,7 +240,7 @@ async function run(args: string[]): Promise<number> {
     rules: typeRules(values),
     ...(values.simulate === undefined ? {} : { simulate: fp4FormatName(values.simulate) }),
     ...(values.imatrix === undefined ? {} : { imatrix: values.imatrix }),
-    ...(values["outer-scale"] ? { outerScale: true } : {}),
+    ...(values["no-outer-scale"] ? { outerScale: false } : {}),
     ...(values["tokenizer-pre"] === undefined ? {} : { tokenizerPre: values["tokenizer-pre"] }),
     ...(values.name === undefined ? {} : { name: values.name }),
   };

@@ -98,7 +98,7 @@ async function _runRows(
     };
     results.push(result);
     write(
-      `  ${row.label}: KLD ${score.kld.toFixed(6)}, same top ${
+      `  ${row.label}: KLD ${Math.max(0, score.kld).toFixed(6)}, same top ${
         (100 * score.sameTop).toFixed(2)
       }% ` +
         `(build ${buildSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s)`,
@@ -122,7 +122,11 @@ function _vs(a: QualityResult, b: QualityResult): string {
   if (_identical(a, b)) return `${a.label} = ${b.label}: identical at every position`;
   const d = pairedDifference(a.score, b.score);
   const ratio = a.score.kld / b.score.kld;
-  const verdict = d.mean <= 0 ? "better or equal" : d.mean < 2 * d.error ? "within 2σ" : "worse";
+  const verdict = d.mean < -2 * d.error
+    ? "better"
+    : d.mean > 2 * d.error
+    ? "worse"
+    : "no difference beyond 2σ";
   return `${a.label} ${a.score.kld.toFixed(6)} vs ${b.label} ${b.score.kld.toFixed(6)}: ` +
     `×${ratio.toFixed(3)}, paired Δ ${d.mean.toExponential(2)} ± ${d.error.toExponential(2)} ` +
     `(${verdict})`;
@@ -157,6 +161,10 @@ function _conclusions(results: readonly QualityResult[], rows: readonly QualityR
   for (const [a, b] of pairs) {
     const [ra, rb] = [by(a), by(b)];
     if (ra && rb) lines.push(_vs(ra, rb));
+  }
+  for (const r of family("sluice")) {
+    const plain = by(r.label.replace(/ \+imat( col| row-σ)?/, ""));
+    if (plain && plain !== r) lines.push(`imatrix: ${_vs(r, plain)}`);
   }
   const rtn = by("Sluice NVFP4 rtn");
   if (nv && rtn && !_identical(nv, rtn)) lines.push(`best NVFP4 vs rtn: ${_vs(nv, rtn)}`);

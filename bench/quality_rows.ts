@@ -71,11 +71,19 @@ function _encode(mode: Mode, imatrix: RowImatrix, extra: Partial<Encode> = {}): 
   return { mode, device: "cpu", ...weighting, ...extra };
 }
 
-function _nvfp4(mode: Mode, imatrix: RowImatrix, fourOverSix = false): QualityRow {
+function _nvfp4(
+  mode: Mode,
+  imatrix: RowImatrix,
+  fourOverSix = false,
+  outerScale = false,
+): QualityRow {
   const tag = imatrix === "none" ? "" : imatrix === "column" ? " +imat col" : " +imat row-σ";
-  const label = `Sluice NVFP4 ${mode}${fourOverSix ? "+4/6" : ""}${tag}`;
+  const label = `Sluice NVFP4 ${mode}${fourOverSix ? "+4/6" : ""}${tag}${
+    outerScale ? " +outer" : ""
+  }`;
   return _sluice(label, "sluice-nvfp4", imatrix, () => ({
     type: "nvfp4",
+    ...(outerScale ? { outerScale } : {}),
     encode: _encode(mode, imatrix, fourOverSix ? { fourOverSix } : {}),
   }));
 }
@@ -139,7 +147,13 @@ export function qualityRows(): QualityRow[] {
   for (const mode of ["rtn", "window", "full"] as const) {
     for (const im of ["none", "column", "row-sigma"] as const) rows.push(_nvfp4(mode, im));
   }
-  for (const im of ["none", "column", "row-sigma"] as const) rows.push(_nvfp4("window", im, true));
+  // Four-over-Six adds one candidate scale (block max → 4, about 4.7 codes above rtn): inside the
+  // ±12 window already, so it can only change rtn.
+  for (const im of ["none", "column", "row-sigma"] as const) rows.push(_nvfp4("rtn", im, true));
+  rows.push(_nvfp4("window", "none", true));
+  // Per-tensor outer scale (`.scale` side tensors): block scales use the whole UE4M3 range.
+  for (const im of ["none", "column"] as const) rows.push(_nvfp4("window", im, false, true));
+  rows.push(_nvfp4("rtn", "none", false, true), _nvfp4("window", "column", true, true));
   for (const mode of ["rtn", "window", "full"] as const) rows.push(_mxfp4(mode, "none"));
   rows.push(_mxfp4("full", "column"), _mxfp4("full", "row-sigma"));
   for (const format of ["amdfp4", "q4_0_rocmfp4", "q4_0_rocmfp4_fast"] as const) {

@@ -80,7 +80,8 @@ export function formatTable(results: readonly QualityResult[]): string[] {
   const rows = results.map((r) => [
     r.label,
     r.imatrix,
-    r.score.kld.toFixed(6),
+    // The base row's KLD is a float32 rounding residue, possibly −0.000000.
+    Math.max(0, r.score.kld).toFixed(6),
     r.score.kldError.toFixed(6),
     r.score.kld99.toFixed(5),
     `${(100 * r.score.sameTop).toFixed(2)}%`,
