@@ -12,6 +12,7 @@ import {
   type ResolvedFp4Search,
   resolveFp4Search,
 } from "./search_options.ts";
+import { encodeFp4RtnFast, rtnFastApplies } from "./rtn_fast.ts";
 import { Fp4SubBlock } from "./sub_block.ts";
 import { fp4Tables } from "./tables.ts";
 import { type Fp4Weights, fp4Weights } from "./weights.ts";
@@ -75,7 +76,8 @@ function placement(format: Fp4Format): { byteOf: Uint8Array; shiftOf: Uint8Array
 
 /**
  * Encodes whole rows into `out` with resolved options and weights (the core both entry points and
- * the GPU fallback share). Checks the input first.
+ * the GPU fallback share). Checks the input first. Plain rtn (no Four-over-Six, outer scale 1)
+ * takes the fast path of rtn_fast.ts, which writes the same bytes.
  * @throws {Fp4InputError} for an element that cannot be encoded.
  * @throws {RangeError} when `out` is too small.
  */
@@ -86,6 +88,24 @@ export function encodeFp4IntoCpu(
   search: ResolvedFp4Search,
   weights: Fp4Weights,
   out: Uint8Array,
+): void {
+  encodeFp4IntoCpuWith(format, rows, nPerRow, search, weights, out, rtnFastApplies(search));
+}
+
+/**
+ * {@link encodeFp4IntoCpu} choosing the path: `fast` true takes rtn_fast.ts (only valid where
+ * `rtnFastApplies(search)`), false the general sub-block encoder (the tests compare the two).
+ * @throws {Fp4InputError} for an element that cannot be encoded.
+ * @throws {RangeError} when `out` is too small, or `fast` is asked for options it cannot serve.
+ */
+export function encodeFp4IntoCpuWith(
+  format: Fp4Format,
+  rows: Float32Array,
+  nPerRow: number,
+  search: ResolvedFp4Search,
+  weights: Fp4Weights,
+  out: Uint8Array,
+  fast: boolean,
 ): void {
   const need = fp4Bytes(format, rows.length);
   if (rows.length % nPerRow !== 0) {
@@ -98,7 +118,16 @@ export function encodeFp4IntoCpu(
       `Cannot encode ${format.label} into the buffer as it holds ${out.length} bytes: ${need} needed`,
     );
   }
+  if (fast && !rtnFastApplies(search)) {
+    throw new RangeError(
+      `Cannot encode ${format.label} on the fast rtn path as the options are not plain rtn`,
+    );
+  }
   checkFp4Input(format, rows, nPerRow, search);
+  if (fast) {
+    encodeFp4RtnFast(format, rows, out);
+    return;
+  }
   const xBits = new Uint32Array(rows.buffer, rows.byteOffset, rows.length);
   const sub = new Fp4SubBlock(format, fp4Tables(format));
   const codes = new Uint8Array(32);
