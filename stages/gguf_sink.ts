@@ -22,12 +22,21 @@ export interface GgufSinkOptions {
 /** The suffix of the file being written. */
 export const PARTIAL_SUFFIX = ".partial";
 
+/**
+ * Largest single write. Deno's async write slows down badly above about 1 MiB (2 GB in 8 MiB
+ * writes: 7.7 s; in 1 MiB writes: 0.5 s, measured on this project's machines), so bigger buffers
+ * go out in slices.
+ */
+const MAX_WRITE = 1 << 20;
+
 async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
+  while (done < bytes.length) {
+    done += await file.write(bytes.subarray(done, Math.min(bytes.length, done + MAX_WRITE)));
+  }
 }
 
-/** Bytes gathered before one write: big writes, from one reused (page-resident) buffer. */
+/** Bytes gathered before writing: few write calls, from one reused (page-resident) buffer. */
 const WRITE_BUFFER = 4 << 20;
 
 /** Gathers small pieces into big writes through one buffer that is reused for the whole file. */
