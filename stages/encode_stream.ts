@@ -17,6 +17,7 @@ import type { PlannedTensor } from "../pipeline/plan.ts";
 import { findNonFinite, findNonFiniteHalf } from "./encode/finite.ts";
 import { decodeFloats, encodeBf16, encodeF16, floatDtypeBytes } from "./encode/float_codecs.ts";
 import { encodeQ8_0FromBytes, q8_0Bytes } from "./encode/q8_0.ts";
+import { EncoderPool } from "./encode/encoder_pool.ts";
 import type { EncodedPiece, TensorPiece } from "./tensor_piece.ts";
 
 /** A weight that is NaN or infinite, or does not fit the output type. */
@@ -46,6 +47,8 @@ export interface EncodeOptions {
   weighting?: Fp4Weighting;
   /** Where FP4 kernels run. @default "auto" */
   device?: DeviceChoice;
+  /** Workers for Q8_0 and NaN scans. @default one per core beyond the main thread (1..4) */
+  workers?: number;
   /** Per-column importance for a tensor (length ne[0]), or null. */
   imatrixFor?: (tensor: PlannedTensor) => Float32Array | null;
 }
@@ -58,6 +61,9 @@ export interface EncodeOptions {
 const IN_FLIGHT = 8;
 
 const PASSTHROUGH: Record<string, string> = { F32: "F32", F16: "F16", BF16: "BF16" };
+
+/** Pieces smaller than this are cheaper on the main thread than a round trip to a worker. */
+const POOL_MIN_BYTES = 256 << 10;
 
 function _source(t: PlannedTensor): string {
   return t.origin.kind === "checkpoint"
@@ -92,6 +98,12 @@ function _encodeFloat(type: string, values: Float32Array): { out: Uint8Array; ba
 export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
   constructor(tensors: readonly PlannedTensor[], options: EncodeOptions = {}) {
     const pending: { result: Promise<EncodedPiece>; settled: boolean }[] = [];
+    let pool: EncoderPool | null = null;
+    const workers = (): EncoderPool => pool ??= new EncoderPool(options.workers);
+    const closePool = () => {
+      pool?.close();
+      pool = null;
+    };
     let encoderTensor = -1;
     let encoder: Promise<Fp4Encoder> | null = null;
 
@@ -125,6 +137,7 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
         );
       };
       if (PASSTHROUGH[piece.dtype] === t.type.name && t.fp4 === null) {
+        // On this thread: a scan is cheaper than copying the piece to a worker.
         const bad = piece.dtype === "F32"
           ? findNonFinite(_f32View(piece.bytes))
           : findNonFiniteHalf(piece.bytes, piece.dtype);
@@ -133,7 +146,12 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       }
       const elemBytes = floatDtypeBytes(piece.dtype);
       if (t.type.name === "Q8_0") {
-        // One pass from source bytes, without a full float32 copy.
+        // One pass from source bytes, without a full float32 copy; big pieces on a worker.
+        if (piece.bytes.length >= POOL_MIN_BYTES) {
+          const { out, bad } = await workers().q8_0(piece.dtype, piece.bytes);
+          if (bad >= 0) fail(bad, "is NaN or infinite");
+          return { tensor: piece.tensor, bytes: out };
+        }
         const out = new Uint8Array(q8_0Bytes(piece.bytes.length / elemBytes));
         const bad = encodeQ8_0FromBytes(piece.dtype, piece.bytes, out);
         if (bad >= 0) fail(bad, "is NaN or infinite");
@@ -184,13 +202,23 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
         pending.push(job);
         // Pass on what is done (CPU encodes finish at once), wait only when too much is in flight.
         await Promise.resolve();
-        while (pending[0]?.settled || pending.length >= IN_FLIGHT) {
-          controller.enqueue(await pending.shift()!.result);
+        try {
+          while (pending[0]?.settled || pending.length >= IN_FLIGHT) {
+            controller.enqueue(await pending.shift()!.result);
+          }
+        } catch (e) {
+          closePool(); // the stream errors: no flush will come
+          throw e;
         }
       },
       async flush(controller) {
-        while (pending.length > 0) controller.enqueue(await pending.shift()!.result);
+        try {
+          while (pending.length > 0) controller.enqueue(await pending.shift()!.result);
+        } finally {
+          closePool();
+        }
       },
+      cancel: closePool,
     });
   }
 }

@@ -4,7 +4,7 @@
  * streaming invariant that the chunk size never changes a byte of the output.
  */
 import { gguf, GGUFValueType } from "@huggingface/gguf";
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { convert, plan } from "../mod.ts";
 import { generateModel } from "../testing/synthetic_model.ts";
 
@@ -128,4 +128,41 @@ Deno.test("sluice inspect shows the planned tensor table and size without readin
     assert(/blk\.0\.attn_k\.weight\s+\[64, 32\]\s+Q8_0/.test(text), text);
     assert(/planned GGUF size: .*\(\d+ bytes\)/.test(text), text);
   });
+});
+
+Deno.test("convert() encodes big pieces on workers with the same bytes and NaN reports", async () => {
+  await withModel(
+    { arch: "llama", seed: 8, dtype: "BF16", hiddenSize: 256, intermediateSize: 1024 },
+    async (dir, work) => {
+      for (const type of ["q8_0", "bf16"] as const) {
+        const main = `${work}/main.gguf`, pooled = `${work}/pooled.gguf`;
+        // 64 KiB pieces stay on the main thread; 8 MiB ones (whole 512 KiB tensors) go to workers.
+        await convert({
+          input: dir,
+          output: main,
+          type,
+          chunkSize: 64 << 10,
+          tokenizerPre: "llama-bpe",
+        });
+        await convert({ input: dir, output: pooled, type, tokenizerPre: "llama-bpe" });
+        assertEquals(await Deno.readFile(pooled), await Deno.readFile(main), type);
+      }
+      // A NaN deep inside a big tensor is reported at its element, by the worker.
+      const path = `${dir}/model.safetensors`;
+      const bytes = await Deno.readFile(path);
+      const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+      const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+      const [start] = header["model.layers.1.mlp.down_proj.weight"].data_offsets as number[];
+      new DataView(bytes.buffer).setUint16(8 + n + start! + 2 * 200_001, 0x7fc0, true);
+      await Deno.writeFile(path, bytes);
+      for (const type of ["q8_0", "bf16"] as const) {
+        await assertRejects(
+          () =>
+            convert({ input: dir, output: `${work}/nan.gguf`, type, tokenizerPre: "llama-bpe" }),
+          RangeError,
+          /blk\.1\.ffn_down\.weight .* element 200001 is NaN/,
+        );
+      }
+    },
+  );
 });
