@@ -32,15 +32,17 @@ console.log(`generated ${layers} layers in ${((performance.now() - t0) / 1000).t
 // Positive per-column importances for every block weight (as llama-imatrix would collect).
 const entries: ImatrixStats[] = [];
 for (let l = 0; l < layers; l++) {
-  for (const [name, cols] of [
-    ["attn_q", hidden],
-    ["attn_k", hidden],
-    ["attn_v", hidden],
-    ["attn_output", hidden],
-    ["ffn_gate", hidden],
-    ["ffn_up", hidden],
-    ["ffn_down", ff],
-  ] as const) {
+  for (
+    const [name, cols] of [
+      ["attn_q", hidden],
+      ["attn_k", hidden],
+      ["attn_v", hidden],
+      ["attn_output", hidden],
+      ["ffn_gate", hidden],
+      ["ffn_up", hidden],
+      ["ffn_down", ff],
+    ] as const
+  ) {
     const sums = Float32Array.from({ length: cols }, (_, i) => 100 * (1 + Math.sin(i * 0.37 + l)));
     entries.push({ name: `blk.${l}.${name}.weight`, sums, counts: [100] });
   }
@@ -50,10 +52,12 @@ await Deno.writeFile(
   encodeImatrixGguf({ entries, datasets: ["synthetic"], chunkCount: 1, chunkSize: 100 }),
 );
 
-for (const [label, device, outerScale] of [
-  ["GPU, outer scale (default: two reads)", "gpu", true],
-  ["GPU, --no-outer-scale (one read)", "gpu", false],
-] as const) {
+for (
+  const [label, device, outerScale] of [
+    ["GPU, outer scale (default: two reads)", "gpu", true],
+    ["GPU, --no-outer-scale (one read)", "gpu", false],
+  ] as const
+) {
   t0 = performance.now();
   const stats = await convert({
     input: dir,
