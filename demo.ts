@@ -72,7 +72,9 @@ try {
       `${formatBytes(stats.bytesWritten)} in ${stats.seconds.toFixed(2)} s ` +
       `(${stats.mbPerSecond.toFixed(1)} MB/s), peak RSS ${formatBytes(stats.peakRssBytes)}`,
   );
-  console.log("   (peak RSS of this process, which also generated the model and ran the Hub server)");
+  console.log(
+    "   (peak RSS of this process, which also generated the model and ran the Hub server)",
+  );
   if (same < NEW_TOKENS / 2) {
     console.error("demo: llama.cpp and the reference disagree — something is wrong");
     Deno.exitCode = 1;
