@@ -15,30 +15,9 @@ import { createFp4Encoder } from "../gpu/fp4/encode.ts";
 import type { Fp4FormatName } from "../gpu/fp4/formats.ts";
 import type { Fp4SearchMode } from "../gpu/fp4/search_options.ts";
 import { decodeBf16, encodeBf16 } from "../stages/encode/float_codecs.ts";
+import { heavyTailed } from "./_gpu_data.ts";
 
 /** xorshift32, seeded: data must be the same on every machine. */
-function random(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
-
-function heavyTailed(n: number, seed: number): Float32Array {
-  const r = random(seed);
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const g = Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
-    x[i] = g * 0.02 * (r() < 0.01 ? 8 : 1);
-  }
-  return x;
-}
-
 const N_PER_ROW = 4096;
 
 async function checkBytes(): Promise<number> {

@@ -8,6 +8,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { cliConvert, type CliConvertResult } from "./_cli_convert.ts";
 import { ensureCoreModel } from "./core.ts";
 import { plainParallelDownload } from "./hub_download.ts";
 
@@ -60,43 +61,19 @@ async function download(endpoint: string, shards: string[], sizes: number[]): Pr
   return seconds;
 }
 
-async function convertFromHub(endpoint: string): Promise<{ seconds: number; peakRss: number }> {
-  const out = `${ROOT}.bench/hub-out.gguf`;
-  const t0 = performance.now();
-  const run = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}cli.ts`,
-      "convert",
-      "hf:bench/core",
-      "-o",
-      out,
-      "--type",
-      "bf16",
-      "--tokenizer-pre",
-      "llama-bpe",
-      "--log-format",
-      "json",
-      "--endpoint",
-      endpoint,
-      "--connections",
-      String(CONNECTIONS),
-      "--max-memory",
-      String(MAX_MEMORY_MIB),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    env: { HF_TOKEN: "" },
-  }).output();
-  const seconds = (performance.now() - t0) / 1000;
-  const log = new TextDecoder().decode(run.stderr);
-  if (!run.success) throw new Error(`sluice convert failed:\n${log}`);
-  const done = log.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) =>
-    e.type === "done"
-  );
-  await Deno.remove(out);
-  return { seconds, peakRss: done.stats.peakRssBytes };
+function convertFromHub(endpoint: string): Promise<CliConvertResult> {
+  return cliConvert("hf:bench/core", `${ROOT}.bench/hub-out.gguf`, [
+    "--type",
+    "bf16",
+    "--tokenizer-pre",
+    "llama-bpe",
+    "--endpoint",
+    endpoint,
+    "--connections",
+    String(CONNECTIONS),
+    "--max-memory",
+    String(MAX_MEMORY_MIB),
+  ]);
 }
 
 /** Runs the benchmark and prints the table. */
