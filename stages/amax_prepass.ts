@@ -10,40 +10,14 @@ import { fp4OuterScale } from "../gpu/fp4/outer_scale.ts";
 import { fp4Format } from "../gpu/fp4/formats.ts";
 import type { PlannedTensor } from "../pipeline/plan.ts";
 import type { ModelSource } from "../pipeline/source.ts";
-import { decodeFloats, type FloatDtype } from "./encode/float_codecs.ts";
+import { finiteAmax } from "./encode/finite.ts";
+import { EncoderPool } from "./encode/encoder_pool.ts";
 import { planRanges, RowGroupStream } from "./row_group_stream.ts";
 
-/**
- * Largest finite |x| of float bytes. For finite floats the magnitude bits (sign cleared) order
- * like the values, so this is an integer max over raw bits, with no decode. Non-finite values are
- * skipped: the main pass reports them with the tensor's name.
- */
-export function finiteAmax(dtype: FloatDtype, bytes: Uint8Array): number {
-  if (dtype === "F32") {
-    const words = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
-    const bits = new Int32Array(words.buffer, words.byteOffset, words.length >> 2);
-    let m = 0;
-    for (let i = 0; i < bits.length; i++) {
-      const a = bits[i]! & 0x7fffffff;
-      if (a > m && a < 0x7f800000) m = a;
-    }
-    return new Float32Array(new Int32Array([m]).buffer)[0]!;
-  }
-  const halves = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
-  const bits = new Uint16Array(halves.buffer, halves.byteOffset, halves.length >> 1);
-  const inf = dtype === "BF16" ? 0x7f80 : 0x7c00;
-  let m = 0;
-  for (let i = 0; i < bits.length; i++) {
-    const a = bits[i]! & 0x7fff;
-    if (a > m && a < inf) m = a;
-  }
-  const one = new Uint8Array(2);
-  one[0] = m & 0xff;
-  one[1] = m >> 8;
-  const out = new Float32Array(1);
-  decodeFloats(dtype, one, out);
-  return out[0]!;
-}
+/** Pieces smaller than this are scanned here rather than copied to a worker. */
+const POOL_MIN_BYTES = 256 << 10;
+/** Scans in flight on workers. */
+const IN_FLIGHT = 8;
 
 /** Options for {@linkcode fillOuterScales}. */
 export interface OuterScaleOptions {
@@ -67,8 +41,26 @@ export async function fillOuterScales(
   };
   const pieces = source.readRanges(planRanges(scaled), readOptions)
     .pipeThrough(new RowGroupStream(scaled));
-  for await (const piece of pieces) {
-    amax[piece.tensor] = Math.max(amax[piece.tensor]!, finiteAmax(piece.dtype, piece.bytes));
+  // Big pieces are scanned on worker threads, a few at a time, while the next ones are read.
+  const pool = new EncoderPool();
+  const inFlight: Promise<void>[] = [];
+  try {
+    for await (const piece of pieces) {
+      const { tensor, dtype, bytes } = piece;
+      if (bytes.length < POOL_MIN_BYTES) {
+        amax[tensor] = Math.max(amax[tensor]!, finiteAmax(dtype, bytes));
+        continue;
+      }
+      inFlight.push(
+        pool.amax(dtype, bytes).then((m) => {
+          amax[tensor] = Math.max(amax[tensor]!, m);
+        }),
+      );
+      if (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+  } finally {
+    pool.close();
   }
   scaled.forEach((t, i) => {
     const fp4 = t.fp4!;

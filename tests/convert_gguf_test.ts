@@ -134,8 +134,11 @@ Deno.test("convert() encodes big pieces on workers with the same bytes and NaN r
   await withModel(
     { arch: "llama", seed: 8, dtype: "BF16", hiddenSize: 256, intermediateSize: 1024 },
     async (dir, work) => {
-      for (const type of ["q8_0", "bf16"] as const) {
+      // NVFP4 with outer scales: the amax pre-pass scans big pieces on workers too.
+      const fp4 = { encode: { mode: "rtn", device: "cpu" }, outerScale: true } as const;
+      for (const type of ["q8_0", "bf16", "nvfp4"] as const) {
         const main = `${work}/main.gguf`, pooled = `${work}/pooled.gguf`;
+        const extra = type === "nvfp4" ? fp4 : {};
         // 64 KiB pieces stay on the main thread; 8 MiB ones (whole 512 KiB tensors) go to workers.
         await convert({
           input: dir,
@@ -143,8 +146,9 @@ Deno.test("convert() encodes big pieces on workers with the same bytes and NaN r
           type,
           chunkSize: 64 << 10,
           tokenizerPre: "llama-bpe",
+          ...extra,
         });
-        await convert({ input: dir, output: pooled, type, tokenizerPre: "llama-bpe" });
+        await convert({ input: dir, output: pooled, type, tokenizerPre: "llama-bpe", ...extra });
         assertEquals(await Deno.readFile(pooled), await Deno.readFile(main), type);
       }
       // A NaN deep inside a big tensor is reported at its element, by the worker.

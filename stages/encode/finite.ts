@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { decodeFloats, type FloatDtype } from "./float_codecs.ts";
 
 /** Index of the first NaN or ±inf in `src`, or -1 when every element is finite. */
 export function findNonFinite(src: Float32Array): number {
@@ -66,4 +67,36 @@ function _scanSlow(bytes: Uint8Array, mask: number, from: number, to: number): n
     if (((bytes[2 * i]! | (bytes[2 * i + 1]! << 8)) & mask) === mask) return i;
   }
   return -1;
+}
+
+/**
+ * Largest finite |x| of float bytes. For finite floats the magnitude bits (sign cleared) order
+ * like the values, so this is an integer max over raw bits, with no decode. Non-finite values are
+ * skipped: the main pass reports them with the tensor's name.
+ */
+export function finiteAmax(dtype: FloatDtype, bytes: Uint8Array): number {
+  if (dtype === "F32") {
+    const words = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+    const bits = new Int32Array(words.buffer, words.byteOffset, words.length >> 2);
+    let m = 0;
+    for (let i = 0; i < bits.length; i++) {
+      const a = bits[i]! & 0x7fffffff;
+      if (a > m && a < 0x7f800000) m = a;
+    }
+    return new Float32Array(new Int32Array([m]).buffer)[0]!;
+  }
+  const halves = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
+  const bits = new Uint16Array(halves.buffer, halves.byteOffset, halves.length >> 1);
+  const inf = dtype === "BF16" ? 0x7f80 : 0x7c00;
+  let m = 0;
+  for (let i = 0; i < bits.length; i++) {
+    const a = bits[i]! & 0x7fff;
+    if (a > m && a < inf) m = a;
+  }
+  const one = new Uint8Array(2);
+  one[0] = m & 0xff;
+  one[1] = m >> 8;
+  const out = new Float32Array(1);
+  decodeFloats(dtype, one, out);
+  return out[0]!;
 }
