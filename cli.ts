@@ -19,7 +19,7 @@ import type { EncodeOptions } from "./stages/encode_stream.ts";
 /** `--max-memory` default, MiB: the whole run's budget. */
 const DEFAULT_MAX_MEMORY_MIB = 512;
 /** What the process needs besides Hub read-ahead, MiB (measured by `deno task bench hub`). */
-const PROCESS_RESERVE_MIB = 256;
+const PROCESS_RESERVE_MIB = 320;
 
 /** The scale search used when --scale-search is not given (see README: measured by KLD). */
 const DEFAULT_SCALE_SEARCH = "window";
@@ -70,7 +70,7 @@ Hub options (hf:owner/name[@revision] inputs; only headers and tensor ranges are
       --endpoint URL       Hub URL (default: $HF_ENDPOINT, else https://huggingface.co)
       --connections N      range requests in flight (default 8)
       --max-memory MIB     memory budget of the whole run (default 512): the Hub read-ahead gets
-                           what is left after ~256 MiB for the process itself (at least 64 MiB)
+                           what is left after ~320 MiB for the process itself (at least 64 MiB)
 
 Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM.
 Exit status: 0 on success, 1 on an error (the message names the file and tensor), 2 on bad usage.
