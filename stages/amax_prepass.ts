@@ -42,7 +42,8 @@ export async function fillOuterScales(
   const pieces = source.readRanges(planRanges(scaled), readOptions)
     .pipeThrough(new RowGroupStream(scaled));
   // Big pieces are scanned on worker threads, a few at a time, while the next ones are read.
-  const pool = new EncoderPool();
+  // Started only when a piece is big enough to need it.
+  const workers: { pool: EncoderPool | null } = { pool: null };
   const inFlight: Promise<void>[] = [];
   try {
     for await (const piece of pieces) {
@@ -52,7 +53,7 @@ export async function fillOuterScales(
         continue;
       }
       inFlight.push(
-        pool.amax(dtype, bytes).then((m) => {
+        (workers.pool ??= new EncoderPool()).amax(dtype, bytes).then((m) => {
           amax[tensor] = Math.max(amax[tensor]!, m);
         }),
       );
@@ -60,7 +61,7 @@ export async function fillOuterScales(
     }
     await Promise.all(inFlight);
   } finally {
-    pool.close();
+    workers.pool?.close();
   }
   scaled.forEach((t, i) => {
     const fp4 = t.fp4!;

@@ -36,26 +36,25 @@ async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Bytes gathered before writing: few write calls, from one reused (page-resident) buffer. */
-const WRITE_BUFFER = 4 << 20;
+/** Pieces below this size are gathered into one buffer; bigger ones are written as they are. */
+const SMALL_PIECE = 256 << 10;
 
-/** Gathers small pieces into big writes through one buffer that is reused for the whole file. */
+/**
+ * Gathers small pieces (norms, padding) into few writes; big pieces go straight to the file
+ * without a copy, after whatever is gathered.
+ */
 class _WriteCombiner {
   readonly #file: Deno.FsFile;
-  readonly #buf = new Uint8Array(WRITE_BUFFER);
+  readonly #buf = new Uint8Array(SMALL_PIECE);
   #used = 0;
   constructor(file: Deno.FsFile) {
     this.#file = file;
   }
   async write(bytes: Uint8Array): Promise<void> {
-    let at = 0;
-    while (at < bytes.length) {
-      const n = Math.min(bytes.length - at, this.#buf.length - this.#used);
-      this.#buf.set(bytes.subarray(at, at + n), this.#used);
-      this.#used += n;
-      at += n;
-      if (this.#used === this.#buf.length) await this.flush();
-    }
+    if (this.#used + bytes.length > this.#buf.length) await this.flush();
+    if (bytes.length >= this.#buf.length) return await _writeAll(this.#file, bytes);
+    this.#buf.set(bytes, this.#used);
+    this.#used += bytes.length;
   }
   async flush(): Promise<void> {
     await _writeAll(this.#file, this.#buf.subarray(0, this.#used));

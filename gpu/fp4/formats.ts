@@ -95,6 +95,27 @@ export interface Fp4Format {
 const E2M1 = [0, 1, 2, 3, 4, 6, 8, 12] as const;
 const ROCM = [0, 1, 2, 3, 4, 6, 8, 10] as const;
 
+/** ROCmFP4 with two scales per 32 (type 100); the FAST variant differs only in geometry. */
+const ROCMFP4: Fp4Format = {
+  name: "q4_0_rocmfp4",
+  label: "Q4_0_ROCMFP4",
+  ggmlType: GGML_TYPES.q4_0_rocmfp4,
+  blockSize: 32,
+  subBlockSize: 16,
+  blockBytes: 18,
+  scaleOffset: 16,
+  codeOffset: 0,
+  pairSpan: 32,
+  levels: ROCM,
+  elementRule: "reciprocal",
+  grid: "ue4m3",
+  rtnRule: "nearest-down",
+  minSearchCode: 1,
+  maxCode: 0x7e,
+  weighting: "row-sigma",
+  outerScale: false,
+};
+
 /** Every FP4 format by name. */
 export const FP4_FORMATS: Readonly<Record<Fp4FormatName, Fp4Format>> = {
   nvfp4: {
@@ -135,43 +156,14 @@ export const FP4_FORMATS: Readonly<Record<Fp4FormatName, Fp4Format>> = {
     weighting: "column",
     outerScale: false,
   },
-  q4_0_rocmfp4: {
-    name: "q4_0_rocmfp4",
-    label: "Q4_0_ROCMFP4",
-    ggmlType: GGML_TYPES.q4_0_rocmfp4,
-    blockSize: 32,
-    subBlockSize: 16,
-    blockBytes: 18,
-    scaleOffset: 16,
-    codeOffset: 0,
-    pairSpan: 32,
-    levels: ROCM,
-    elementRule: "reciprocal",
-    grid: "ue4m3",
-    rtnRule: "nearest-down",
-    minSearchCode: 1,
-    maxCode: 0x7e,
-    weighting: "row-sigma",
-    outerScale: false,
-  },
+  q4_0_rocmfp4: ROCMFP4,
   q4_0_rocmfp4_fast: {
+    ...ROCMFP4,
     name: "q4_0_rocmfp4_fast",
     label: "Q4_0_ROCMFP4_FAST",
     ggmlType: GGML_TYPES.q4_0_rocmfp4_fast,
-    blockSize: 32,
     subBlockSize: 32,
     blockBytes: 17,
-    scaleOffset: 16,
-    codeOffset: 0,
-    pairSpan: 32,
-    levels: ROCM,
-    elementRule: "reciprocal",
-    grid: "ue4m3",
-    rtnRule: "nearest-down",
-    minSearchCode: 1,
-    maxCode: 0x7e,
-    weighting: "row-sigma",
-    outerScale: false,
   },
   amdfp4: {
     name: "amdfp4",
