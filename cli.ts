@@ -60,7 +60,8 @@ Convert options:
                            (imatrix·sqrt(σ²+x²), llama.cpp's K-quant rule); default: per format
       --name NAME          general.name (default: the Hub repo id, else the folder's name)
       --tokenizer-pre NAME tokenizer.ggml.pre to use when the tokenizer is not in llama.cpp's table
-      --chunk-size MIB     largest piece read at once (default 8)
+      --chunk-size MIB     largest piece read at once (default 1 from a local folder
+                           without GPU encodes, else 8)
       --log-format FORMAT  text (progress bar) | json (one line per tensor and phase);
                            default text on a terminal, json otherwise
   -h, --help               this help

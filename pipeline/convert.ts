@@ -13,7 +13,12 @@ import { GgufSink } from "../stages/gguf_sink.ts";
 import { QkPermuteStream } from "../stages/qk_permute_stream.ts";
 import { planRanges, RowGroupStream } from "../stages/row_group_stream.ts";
 import { peakRssBytes } from "./memory.ts";
-import { type ConversionPlan, planConversion, type TypeChoice } from "./plan.ts";
+import {
+  type ConversionPlan,
+  planConversion,
+  type PlannedTensor,
+  type TypeChoice,
+} from "./plan.ts";
 import { openSource, readModelInputs } from "./model_inputs.ts";
 import type { ModelSource } from "./source.ts";
 import type { HubSourceEvent, HubSourceOptions } from "../stages/hub_source.ts";
@@ -46,7 +51,8 @@ export interface ConvertOptions extends PlanOptions {
   output: string;
   /** FP4 scale search, Four-over-Six and device. */
   encode?: Omit<EncodeOptions, "imatrixFor">;
-  /** Largest piece read at once, in bytes. @default 8 MiB */
+  /** Largest piece read at once, in bytes. @default 1 MiB from a local folder without GPU
+   * encodes, else 8 MiB */
   chunkSize?: number;
   /** Receives progress events. */
   onEvent?: (event: ConvertEvent) => void;
@@ -60,6 +66,8 @@ export interface ConvertStats {
   readonly tensors: number;
   readonly bytesRead: number;
   readonly bytesWritten: number;
+  /** Of those, bytes the kernel copied straight from a local source file (unchanged tensors). */
+  readonly kernelCopiedBytes: number;
   readonly seconds: number;
   /** Output bytes per second, in MB (10^6). */
   readonly mbPerSecond: number;
@@ -130,6 +138,22 @@ export async function plan(
 }
 
 /**
+ * Local reads in 1 MiB pieces stay in the CPU cache from read to encode (2 GB BF16→BF16: 3.3–3.4 s
+ * against 4.1–4.6 s in 8 MiB pieces; Q8_0 7.0–8.1 s against 8.5–8.7 s, with half the memory). GPU
+ * encodes keep the source's bigger pieces, since each GPU round trip costs Deno ≥ 10 ms.
+ */
+const LOCAL_CPU_CHUNK = 1 << 20;
+
+function _defaultChunkSize(
+  source: ModelSource,
+  tensors: readonly PlannedTensor[],
+  encode: EncodeOptions | undefined,
+): number | undefined {
+  const gpu = encode?.device !== "cpu" && tensors.some((t) => t.fp4 !== null);
+  return source.localPath && !gpu ? LOCAL_CPU_CHUNK : undefined;
+}
+
+/**
  * Converts a checkpoint to GGUF in one streaming pass.
  * @throws on bad input, naming the file and tensor; no output file is left behind.
  */
@@ -152,14 +176,16 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     weightType: p.weightType,
     notes: p.tensors.filter((t) => t.note).map((t) => `${t.name}: ${t.note}`),
   });
+  const chunkSize = options.chunkSize ?? _defaultChunkSize(source, p.tensors, options.encode);
   await fillOuterScales(source, p.tensors, {
     fourOverSix: options.encode?.fourOverSix ?? false,
-    ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
+    ...(chunkSize === undefined ? {} : { chunkSize }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
   const ranges = planRanges(p.tensors);
   let lastReport = 0;
-  const readOptions = options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize };
+  let kernelCopiedBytes = 0;
+  const readOptions = chunkSize === undefined ? {} : { chunkSize };
   await source
     .readRanges(ranges, options.signal ? { ...readOptions, signal: options.signal } : readOptions)
     .pipeThrough(new RowGroupStream(p.tensors))
@@ -168,6 +194,8 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     .pipeTo(
       new GgufSink(options.output, p.layout, {
         names,
+        ...(source.localPath ? { localPath: (path: string) => source.localPath!(path) } : {}),
+        onDone: (s) => kernelCopiedBytes = s.kernelCopiedBytes,
         onProgress: (written, tensor) => {
           const now = performance.now();
           if (now - lastReport < 100 && written < p.layout.fileSize) return;
@@ -189,6 +217,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     tensors: p.tensors.length,
     bytesRead: ranges.reduce((a, r) => a + r.end - r.start, 0),
     bytesWritten: p.layout.fileSize,
+    kernelCopiedBytes,
     seconds,
     mbPerSecond: p.layout.fileSize / 1e6 / seconds,
     peakRssBytes: peakRssBytes(),

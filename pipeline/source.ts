@@ -39,6 +39,11 @@ export interface ModelSource {
   list(): Promise<string[]>;
   /** A whole small file, or null when the model has no such file. */
   readFile(path: string): Promise<Uint8Array | null>;
+  /**
+   * The file's path on this machine, for a source that is a local folder: lets the sink copy
+   * unchanged bytes file to file. Absent for remote sources.
+   */
+  localPath?(path: string): string;
   /** The size of a file in bytes. Throws when the file does not exist. */
   size(path: string): Promise<number>;
   /**

@@ -142,7 +142,9 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
           ? findNonFinite(_f32View(piece.bytes))
           : findNonFiniteHalf(piece.bytes, piece.dtype);
         if (bad >= 0) fail(bad, "is NaN or infinite");
-        return { tensor: piece.tensor, bytes: piece.bytes };
+        return piece.origin
+          ? { tensor: piece.tensor, bytes: piece.bytes, origin: piece.origin }
+          : { tensor: piece.tensor, bytes: piece.bytes };
       }
       const elemBytes = floatDtypeBytes(piece.dtype);
       if (t.type.name === "Q8_0") {

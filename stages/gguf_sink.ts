@@ -7,7 +7,8 @@
  * @module
  */
 import type { GgufLayout } from "../pipeline/gguf_header.ts";
-import type { EncodedPiece } from "./tensor_piece.ts";
+import type { EncodedPiece, SourceBytes } from "./tensor_piece.ts";
+import { type KernelCopier, openKernelCopier } from "./file_copy.ts";
 
 /** Called after each write with the bytes written so far. */
 export type SinkProgress = (written: number, tensor: number) => void;
@@ -17,6 +18,13 @@ export interface GgufSinkOptions {
   /** Tensor names, for messages. */
   names: readonly string[];
   onProgress?: SinkProgress;
+  /**
+   * Resolves a model file to its local path. Given, bytes that pieces mark as unchanged from such
+   * a file are copied file to file by the kernel where it can.
+   */
+  localPath?: (path: string) => string;
+  /** Called once the file is complete, with the bytes the kernel copied. */
+  onDone?: (stats: { kernelCopiedBytes: number }) => void;
 }
 
 /** The suffix of the file being written. */
@@ -29,36 +37,147 @@ export const PARTIAL_SUFFIX = ".partial";
  */
 const MAX_WRITE = 1 << 20;
 
-async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    done += await file.write(bytes.subarray(done, Math.min(bytes.length, done + MAX_WRITE)));
-  }
-}
-
 /** Pieces below this size are gathered into one buffer; bigger ones are written as they are. */
 const SMALL_PIECE = 256 << 10;
 
+/** Largest run of unchanged source bytes handed to the kernel in one copy. */
+const MAX_SPAN = 16 << 20;
+
+/** A run of output bytes that equals a run of one source file, not yet copied. */
+interface _Span {
+  readonly path: string;
+  readonly sourceStart: number;
+  readonly outputStart: number;
+  length: number;
+  /** The same bytes in memory, written instead if the kernel copy fails. */
+  readonly pieces: Uint8Array[];
+}
+
 /**
- * Gathers small pieces (norms, padding) into few writes; big pieces go straight to the file
- * without a copy, after whatever is gathered.
+ * The output file at explicit offsets: small pieces are gathered into few writes, big ones go
+ * straight to the file, and bytes known to equal a local source file are copied file to file by
+ * the kernel (one copy in flight while the next span gathers).
  */
-class _WriteCombiner {
+class _Output {
   readonly #file: Deno.FsFile;
+  #copier: KernelCopier | null;
+  readonly #localPath: ((path: string) => string) | null;
   readonly #buf = new Uint8Array(SMALL_PIECE);
   #used = 0;
-  constructor(file: Deno.FsFile) {
+  /** Offset of the next byte handed to {@linkcode write}. */
+  #end = 0;
+  /** Where the file's own position is. */
+  #filePos = 0;
+  #span: _Span | null = null;
+  #copying: { span: _Span; done: Promise<boolean> } | null = null;
+  /** Bytes the kernel copied. */
+  copied = 0;
+
+  constructor(
+    file: Deno.FsFile,
+    copier: KernelCopier | null,
+    localPath: ((path: string) => string) | null,
+  ) {
     this.#file = file;
+    this.#copier = copier;
+    this.#localPath = localPath;
   }
-  async write(bytes: Uint8Array): Promise<void> {
-    if (this.#used + bytes.length > this.#buf.length) await this.flush();
-    if (bytes.length >= this.#buf.length) return await _writeAll(this.#file, bytes);
-    this.#buf.set(bytes, this.#used);
-    this.#used += bytes.length;
+
+  async write(bytes: Uint8Array, origin?: SourceBytes): Promise<void> {
+    if (origin && this.#copier && this.#localPath) {
+      return await this.#extendSpan(this.#localPath(origin.path), origin.offset, bytes);
+    }
+    await this.#issueSpan();
+    if (this.#used + bytes.length > this.#buf.length) await this.#flushBuffer();
+    if (bytes.length >= this.#buf.length) {
+      await this.#writeAt(this.#end, bytes);
+    } else {
+      this.#buf.set(bytes, this.#used);
+      this.#used += bytes.length;
+    }
+    this.#end += bytes.length;
   }
-  async flush(): Promise<void> {
-    await _writeAll(this.#file, this.#buf.subarray(0, this.#used));
+
+  /** Writes and copies everything pending and waits for every byte to reach the disk. */
+  async sync(): Promise<void> {
+    await this.#issueSpan();
+    await this.#settleCopy();
+    await this.#flushBuffer();
+    await this.#file.syncData();
+  }
+
+  /** Drops the copier's descriptors; waits for a copy still running so none is cut off. */
+  async close(): Promise<void> {
+    await this.#copying?.done;
+    this.#copying = null;
+    this.#copier?.close();
+    this.#copier = null;
+  }
+
+  async #extendSpan(path: string, sourceStart: number, bytes: Uint8Array): Promise<void> {
+    const span = this.#span;
+    const continues = span !== null && span.path === path &&
+      span.sourceStart + span.length === sourceStart &&
+      span.outputStart + span.length === this.#end && span.length < MAX_SPAN;
+    if (!continues) {
+      await this.#issueSpan();
+      await this.#flushBuffer();
+      this.#span = { path, sourceStart, outputStart: this.#end, length: 0, pieces: [] };
+    }
+    this.#span!.pieces.push(bytes);
+    this.#span!.length += bytes.length;
+    this.#end += bytes.length;
+  }
+
+  /** Starts the kernel copy of the gathered span, after the previous one has finished. */
+  async #issueSpan(): Promise<void> {
+    const span = this.#span;
+    if (span === null) return;
+    this.#span = null;
+    await this.#settleCopy();
+    if (this.#copier === null) return await this.#writePieces(span);
+    const done = this.#copier.copy(span.path, span.sourceStart, span.outputStart, span.length)
+      .catch(() => false);
+    this.#copying = { span, done };
+  }
+
+  /** Waits for the copy in flight; if the kernel failed, writes its bytes and stops copying. */
+  async #settleCopy(): Promise<void> {
+    const copying = this.#copying;
+    if (copying === null) return;
+    this.#copying = null;
+    if (await copying.done) {
+      this.copied += copying.span.length;
+      return;
+    }
+    this.#copier?.close();
+    this.#copier = null;
+    await this.#writePieces(copying.span);
+  }
+
+  async #writePieces(span: _Span): Promise<void> {
+    let at = span.outputStart;
+    for (const piece of span.pieces) {
+      await this.#writeAt(at, piece);
+      at += piece.length;
+    }
+  }
+
+  async #flushBuffer(): Promise<void> {
+    if (this.#used === 0) return;
+    await this.#writeAt(this.#end - this.#used, this.#buf.subarray(0, this.#used));
     this.#used = 0;
+  }
+
+  async #writeAt(offset: number, bytes: Uint8Array): Promise<void> {
+    if (this.#filePos !== offset) await this.#file.seek(offset, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < bytes.length) {
+      done += await this.#file.write(
+        bytes.subarray(done, Math.min(bytes.length, done + MAX_WRITE)),
+      );
+    }
+    this.#filePos = offset + bytes.length;
   }
 }
 
@@ -68,13 +187,13 @@ export class GgufSink extends WritableStream<EncodedPiece> {
     const partial = path + PARTIAL_SUFFIX;
     const { names, onProgress } = options;
     let file: Deno.FsFile | null = null;
-    let out: _WriteCombiner | null = null;
+    let out: _Output | null = null;
     let tensor = 0;
     let filled = 0;
     let written = 0;
     const zeros = new Uint8Array(64);
 
-    const closeTensor = async (f: _WriteCombiner) => {
+    const closeTensor = async (f: _Output) => {
       const want = layout.tensorSizes[tensor]!;
       if (filled !== want) {
         throw new RangeError(
@@ -89,6 +208,8 @@ export class GgufSink extends WritableStream<EncodedPiece> {
       filled = 0;
     };
     const discard = async () => {
+      await out?.close().catch(() => {});
+      out = null;
       try {
         file?.close();
       } catch { /* already closed */ }
@@ -105,7 +226,8 @@ export class GgufSink extends WritableStream<EncodedPiece> {
             `Cannot write output ${partial}: ${(e as Error).message}`,
           );
         }
-        out = new _WriteCombiner(file);
+        const copier = options.localPath ? openKernelCopier(partial) : null;
+        out = new _Output(file, copier, options.localPath ?? null);
         try {
           await out.write(layout.header);
         } catch (e) {
@@ -128,7 +250,7 @@ export class GgufSink extends WritableStream<EncodedPiece> {
               } bytes`,
             );
           }
-          await f.write(piece.bytes);
+          await f.write(piece.bytes, piece.origin);
           filled += piece.bytes.length;
           written += piece.bytes.length;
           onProgress?.(written, tensor);
@@ -141,13 +263,15 @@ export class GgufSink extends WritableStream<EncodedPiece> {
         const f = file!;
         try {
           while (tensor < layout.tensorSizes.length) await closeTensor(out!);
-          await out!.flush();
           if (written !== layout.fileSize) {
             throw new RangeError(
               `Cannot finish file as ${written} of ${layout.fileSize} bytes were written`,
             );
           }
-          await f.syncData();
+          await out!.sync();
+          await out!.close();
+          options.onDone?.({ kernelCopiedBytes: out!.copied });
+          out = null;
           f.close();
           file = null;
           await Deno.rename(partial, path);

@@ -22,6 +22,10 @@ export class LocalSource implements ModelSource {
     return `${this.#dir}/${path}`;
   }
 
+  localPath(path: string): string {
+    return this.#path(path);
+  }
+
   async list(): Promise<string[]> {
     const out: string[] = [];
     const walk = async (rel: string): Promise<void> => {

@@ -62,6 +62,7 @@ export class RowGroupStream extends TransformStream<RangeChunk, TensorPiece> {
         dtype: t.origin.entry.dtype,
         firstRow: offset / g.rowBytes,
         bytes,
+        origin: { path: t.origin.file, offset: t.origin.entry.start + offset },
       });
     };
 

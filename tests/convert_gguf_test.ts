@@ -7,6 +7,8 @@ import { gguf, GGUFValueType } from "@huggingface/gguf";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { convert, plan } from "../mod.ts";
 import { generateModel } from "../testing/synthetic_model.ts";
+import { LocalSource } from "../stages/local_source.ts";
+import type { ModelSource } from "../pipeline/source.ts";
 
 const U32 = GGUFValueType.UINT32, F32 = GGUFValueType.FLOAT32, STR = GGUFValueType.STRING;
 
@@ -100,6 +102,50 @@ Deno.test("convert() output does not depend on the chunk size", async () => {
         await convert({ input: dir, output: big, type, tokenizerPre: "llama-bpe" });
         assertEquals(await Deno.readFile(small), await Deno.readFile(big), type);
       }
+    },
+  );
+});
+
+/** The local folder with its file paths hidden or redirected: writes bytes instead of copying. */
+function withLocalPath(dir: string, localPath: ((path: string) => string) | null): ModelSource {
+  const local = new LocalSource(dir);
+  return {
+    label: local.label,
+    list: () => local.list(),
+    readFile: (path) => local.readFile(path),
+    size: (path) => local.size(path),
+    readRanges: (ranges, options) => local.readRanges(ranges, options),
+    ...(localPath ? { localPath } : {}),
+  };
+}
+
+Deno.test("convert() copies unchanged tensors file to file with the bytes it would write", async () => {
+  await withModel(
+    { arch: "llama", seed: 8, dtype: "BF16", maxShardBytes: 60_000 },
+    async (dir, work) => {
+      const convertFrom = async (input: string | ModelSource, out: string) => {
+        const stats = await convert({
+          input,
+          output: out,
+          type: "bf16",
+          tokenizerPre: "llama-bpe",
+        });
+        return { bytes: await Deno.readFile(out), stats };
+      };
+      const written = await convertFrom(withLocalPath(dir, null), `${work}/written.gguf`);
+      assertEquals(written.stats.kernelCopiedBytes, 0);
+      const copied = await convertFrom(dir, `${work}/copied.gguf`);
+      if (Deno.build.os === "linux") {
+        // Every 2-D weight but Q/K (permuted) is copied; norms are widened to F32.
+        assert(copied.stats.kernelCopiedBytes > copied.stats.bytesRead / 2);
+      }
+      assertEquals(copied.bytes, written.bytes);
+      // The kernel meets a file that ends early: the bytes already read are written instead.
+      const empty = `${work}/empty.safetensors`;
+      await Deno.writeFile(empty, new Uint8Array(0));
+      const refused = await convertFrom(withLocalPath(dir, () => empty), `${work}/refused.gguf`);
+      assertEquals(refused.stats.kernelCopiedBytes, 0);
+      assertEquals(refused.bytes, written.bytes);
     },
   );
 });

@@ -1,0 +1,103 @@
+/**
+ * Copies byte ranges from one local file into another inside the kernel (Linux
+ * `copy_file_range`, through Deno's FFI), so bytes that pass through unchanged are never copied
+ * into and back out of this process. A read→write loop moves every byte through user memory
+ * twice; measured on 2 GB of BF16 shards, that loop took 3.3–3.5 s where `cp` took 1.7–2.2 s and
+ * reading (for the NaN scan) beside kernel copies took 1.9–2.4 s.
+ *
+ * Optional by design: without FFI permission, off Linux, or when the kernel refuses (another file
+ * system, an old kernel), {@linkcode openKernelCopier} gives null or a copy reports false, and
+ * the caller writes the bytes it already holds.
+ *
+ * @module
+ */
+
+const O_RDONLY = 0, O_WRONLY = 1, O_CLOEXEC = 0o2000000;
+
+const SYMBOLS = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  copy_file_range: {
+    parameters: ["i32", "buffer", "i32", "buffer", "usize", "u32"],
+    result: "isize",
+    // Runs on a blocking thread, so the copy overlaps with reading and scanning the next bytes.
+    nonblocking: true,
+  },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
+
+/** Loaded once and never closed: a copy may still be running on a thread. */
+let libc: Libc | null | undefined;
+
+function _libc(): Libc | null {
+  if (libc !== undefined) return libc;
+  libc = null;
+  if (Deno.build.os !== "linux") return null;
+  try {
+    libc = Deno.dlopen("libc.so.6", SYMBOLS);
+  } catch {
+    // No --allow-ffi, or no glibc: the caller writes bytes itself.
+  }
+  return libc;
+}
+
+function _cString(s: string): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(s + "\0");
+}
+
+/** Copies ranges of local files into one output file, in the kernel. */
+export interface KernelCopier {
+  /**
+   * Copies `length` bytes of `source` from `sourceOffset` to `outputOffset` of the output.
+   * Resolves false when the kernel could not copy all of them (the caller then writes them).
+   */
+  copy(source: string, sourceOffset: number, outputOffset: number, length: number): Promise<
+    boolean
+  >;
+  /** Closes the file descriptors. Call only when no copy is pending. */
+  close(): void;
+}
+
+/** A copier writing into `output` (which must exist), or null where the kernel path is missing. */
+export function openKernelCopier(output: string): KernelCopier | null {
+  const lib = _libc();
+  if (!lib) return null;
+  const out = lib.symbols.open(_cString(output), O_WRONLY | O_CLOEXEC);
+  if (out < 0) return null;
+  // Shards are read one after another: keep the current one open.
+  let sourcePath = "";
+  let sourceFd = -1;
+  const closeSource = () => {
+    if (sourceFd >= 0) lib.symbols.close(sourceFd);
+    sourceFd = -1;
+    sourcePath = "";
+  };
+  return {
+    async copy(source, sourceOffset, outputOffset, length) {
+      if (source !== sourcePath) {
+        closeSource();
+        sourceFd = lib.symbols.open(_cString(source), O_RDONLY | O_CLOEXEC);
+        if (sourceFd < 0) return false;
+        sourcePath = source;
+      }
+      // The kernel advances these offsets itself as it copies.
+      const from = new BigInt64Array([BigInt(sourceOffset)]);
+      const to = new BigInt64Array([BigInt(outputOffset)]);
+      let left = length;
+      while (left > 0) {
+        const n = Number(
+          await lib.symbols.copy_file_range(sourceFd, from, out, to, BigInt(left), 0),
+        );
+        // -1: refused (EXDEV, ENOSYS, EINVAL, ...); 0: the source ended early.
+        if (n <= 0) return false;
+        left -= n;
+      }
+      return true;
+    },
+    close() {
+      closeSource();
+      lib.symbols.close(out);
+    },
+  };
+}
