@@ -21,6 +21,11 @@ export interface RangeChunk {
   /** Offset of `bytes` from the start of the range. */
   readonly offset: number;
   readonly bytes: Uint8Array;
+  /**
+   * Present when `bytes` lives in a reused buffer: whichever stage touches the bytes last calls
+   * it once, after which no view of them may be used. Never calling it is safe.
+   */
+  readonly release?: () => void;
 }
 
 /** Options for {@linkcode ModelSource.readRanges}. */

@@ -51,6 +51,8 @@ interface _Span {
   length: number;
   /** The same bytes in memory, written instead if the kernel copy fails. */
   readonly pieces: Uint8Array[];
+  /** Gives those pieces' buffers back once the span is on file. */
+  readonly releases: (() => void)[];
 }
 
 /**
@@ -83,9 +85,10 @@ class _Output {
     this.#localPath = localPath;
   }
 
-  async write(bytes: Uint8Array, origin?: SourceBytes): Promise<void> {
+  /** Appends `bytes`, then calls `release` once they are on file or copied. */
+  async write(bytes: Uint8Array, origin?: SourceBytes, release?: () => void): Promise<void> {
     if (origin && this.#copier && this.#localPath) {
-      return await this.#extendSpan(this.#localPath(origin.path), origin.offset, bytes);
+      return await this.#extendSpan(this.#localPath(origin.path), origin.offset, bytes, release);
     }
     await this.#issueSpan();
     if (this.#used + bytes.length > this.#buf.length) await this.#flushBuffer();
@@ -96,6 +99,7 @@ class _Output {
       this.#used += bytes.length;
     }
     this.#end += bytes.length;
+    release?.();
   }
 
   /** Writes and copies everything pending and waits for every byte to reach the disk. */
@@ -114,7 +118,12 @@ class _Output {
     this.#copier = null;
   }
 
-  async #extendSpan(path: string, sourceStart: number, bytes: Uint8Array): Promise<void> {
+  async #extendSpan(
+    path: string,
+    sourceStart: number,
+    bytes: Uint8Array,
+    release: (() => void) | undefined,
+  ): Promise<void> {
     const span = this.#span;
     const continues = span !== null && span.path === path &&
       span.sourceStart + span.length === sourceStart &&
@@ -122,9 +131,17 @@ class _Output {
     if (!continues) {
       await this.#issueSpan();
       await this.#flushBuffer();
-      this.#span = { path, sourceStart, outputStart: this.#end, length: 0, pieces: [] };
+      this.#span = {
+        path,
+        sourceStart,
+        outputStart: this.#end,
+        length: 0,
+        pieces: [],
+        releases: [],
+      };
     }
     this.#span!.pieces.push(bytes);
+    if (release) this.#span!.releases.push(release);
     this.#span!.length += bytes.length;
     this.#end += bytes.length;
   }
@@ -136,6 +153,7 @@ class _Output {
     this.#span = null;
     await this.#settleCopy();
     if (this.#copier === null) return await this.#writePieces(span);
+    // The pieces stay held until the copy settles: a failed copy writes them instead.
     const done = this.#copier.copy(span.path, span.sourceStart, span.outputStart, span.length)
       .catch(() => false);
     this.#copying = { span, done };
@@ -148,6 +166,7 @@ class _Output {
     this.#copying = null;
     if (await copying.done) {
       this.copied += copying.span.length;
+      for (const release of copying.span.releases) release();
       return;
     }
     this.#copier?.close();
@@ -161,6 +180,7 @@ class _Output {
       await this.#writeAt(at, piece);
       at += piece.length;
     }
+    for (const release of span.releases) release();
   }
 
   async #flushBuffer(): Promise<void> {
@@ -250,7 +270,7 @@ export class GgufSink extends WritableStream<EncodedPiece> {
               } bytes`,
             );
           }
-          await f.write(piece.bytes, piece.origin);
+          await f.write(piece.bytes, piece.origin, piece.release);
           filled += piece.bytes.length;
           written += piece.bytes.length;
           onProgress?.(written, tensor);

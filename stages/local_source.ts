@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { BytePool } from "./byte_pool.ts";
 import type { ByteRange, ModelSource, RangeChunk, ReadRangesOptions } from "../pipeline/source.ts";
 
 const DEFAULT_CHUNK = 8 << 20;
@@ -58,6 +59,7 @@ export class LocalSource implements ModelSource {
   ): ReadableStream<RangeChunk> {
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
     const signal = options.signal;
+    const pool = new BytePool(chunkSize);
     const files = new Map<string, Deno.FsFile>();
     let index = 0;
     let offset = 0;
@@ -90,7 +92,7 @@ export class LocalSource implements ModelSource {
         const range = ranges[index]!;
         const want = Math.min(chunkSize, range.end - range.start - offset);
         const file = fileFor(range.path);
-        const bytes = new Uint8Array(want);
+        const { bytes, release } = pool.take(want);
         await file.seek(range.start + offset, Deno.SeekMode.Start);
         let got = 0;
         while (got < want) {
@@ -104,7 +106,7 @@ export class LocalSource implements ModelSource {
           }
           got += n;
         }
-        controller.enqueue({ rangeIndex: index, offset, bytes });
+        controller.enqueue({ rangeIndex: index, offset, bytes, release });
         offset += want;
       },
       cancel: closeAll,

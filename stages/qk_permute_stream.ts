@@ -41,12 +41,14 @@ export class QkPermuteStream extends TransformStream<TensorPiece, TensorPiece> {
         const { shape, start, end } = t.origin.entry;
         const outer = shape[0]!;
         const rowBytes = (end - start) / outer;
+        const bytes = permuteRopeRows(piece.bytes, rowBytes, outer / t.permutation.heads);
+        piece.release?.();
         // No origin: the bytes no longer match the file.
         controller.enqueue({
           tensor: piece.tensor,
           dtype: piece.dtype,
           firstRow: piece.firstRow,
-          bytes: permuteRopeRows(piece.bytes, rowBytes, outer / t.permutation.heads),
+          bytes,
         });
       },
     });

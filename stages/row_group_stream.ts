@@ -54,6 +54,7 @@ export class RowGroupStream extends TransformStream<RangeChunk, TensorPiece> {
       g: _Geometry,
       offset: number,
       bytes: Uint8Array,
+      release?: () => void,
     ) => {
       const t = tensors[g.tensor]!;
       if (t.origin.kind !== "checkpoint") return;
@@ -63,6 +64,7 @@ export class RowGroupStream extends TransformStream<RangeChunk, TensorPiece> {
         firstRow: offset / g.rowBytes,
         bytes,
         origin: { path: t.origin.file, offset: t.origin.entry.start + offset },
+        ...(release ? { release } : {}),
       });
     };
 
@@ -87,17 +89,19 @@ export class RowGroupStream extends TransformStream<RangeChunk, TensorPiece> {
           pendingFrom += fill;
           bytes = bytes.subarray(fill);
           offset += fill;
-          if (pendingFrom < pending.length) return;
+          if (pendingFrom < pending.length) return chunk.release?.();
           emit(controller, g, offset - pending.length, pending);
           pending = null;
         }
         const whole = bytes.length - (bytes.length % g.unitBytes);
-        if (whole > 0) emit(controller, g, offset, bytes.subarray(0, whole));
         if (whole < bytes.length) {
           pending = new Uint8Array(g.unitBytes);
           pendingFrom = bytes.length - whole;
           pending.set(bytes.subarray(whole));
         }
+        // The one view of the chunk carries its release; without one, all of it was copied.
+        if (whole > 0) emit(controller, g, offset, bytes.subarray(0, whole), chunk.release);
+        else chunk.release?.();
       },
       flush(controller) {
         if (pending) {

@@ -26,6 +26,8 @@ export interface TensorPiece {
   readonly bytes: Uint8Array;
   /** Set while the bytes are exactly the file's; a stage that changes them drops it. */
   readonly origin?: SourceBytes;
+  /** Gives `bytes`' buffer back for reuse (see `RangeChunk.release`); passed on with the bytes. */
+  readonly release?: () => void;
 }
 
 /** Output bytes of one tensor, in file order. */
@@ -34,4 +36,6 @@ export interface EncodedPiece {
   readonly bytes: Uint8Array;
   /** Set when the output bytes equal the source file's there, so the sink may copy file to file. */
   readonly origin?: SourceBytes;
+  /** Gives `bytes`' buffer back for reuse once written (see `RangeChunk.release`). */
+  readonly release?: () => void;
 }

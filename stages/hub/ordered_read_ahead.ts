@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { BytePool } from "../byte_pool.ts";
 import type { RangeChunk } from "../../pipeline/source.ts";
 import type { RangePart } from "./range_parts.ts";
 
@@ -68,6 +69,8 @@ export function orderedReadAhead(
       throw new RangeError(`Cannot read ahead as ${key} is not a positive integer: ${value}`);
     }
   }
+  // Network chunks are small (≤ 64 KiB on loopback): pieces are gathered into reused buffers.
+  const pool = new BytePool(chunkSize);
   for (const part of parts) {
     if (part.end - part.start > maxMemory) {
       throw new RangeError(
@@ -175,15 +178,15 @@ export function orderedReadAhead(
   };
 
   /** Takes `n` queued bytes of a part, copying only when they span several network chunks. */
-  const take = (state: _PartState, n: number): Uint8Array => {
+  const take = (state: _PartState, n: number): { bytes: Uint8Array; release?: () => void } => {
     state.queued -= n;
     const first = state.queue[0]!;
     if (first.length >= n) {
       if (first.length === n) state.queue.shift();
       else state.queue[0] = first.subarray(n);
-      return first.subarray(0, n);
+      return { bytes: first.subarray(0, n) };
     }
-    const out = new Uint8Array(n);
+    const { bytes: out, release } = pool.take(n);
     for (let at = 0; at < n;) {
       const chunk = state.queue[0]!;
       const use = Math.min(chunk.length, n - at);
@@ -192,7 +195,7 @@ export function orderedReadAhead(
       if (use === chunk.length) state.queue.shift();
       else state.queue[0] = chunk.subarray(use);
     }
-    return out;
+    return { bytes: out, release };
   };
 
   /** The next chunk of the head part, "advance" when the head part is done, or "wait". */
@@ -208,7 +211,7 @@ export function orderedReadAhead(
       if (state.queued === 0) return "wait";
       if (pos < s.fileStart) {
         const gap = Math.min(s.fileStart - pos, state.queued);
-        take(state, gap);
+        take(state, gap).release?.();
         release(gap);
         pos += gap;
         continue;
@@ -221,7 +224,7 @@ export function orderedReadAhead(
       const chunk = {
         rangeIndex: s.rangeIndex,
         offset: s.rangeOffset + pos - s.fileStart,
-        bytes: take(state, n),
+        ...take(state, n),
       };
       release(n);
       pos += n;
