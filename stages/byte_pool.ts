@@ -42,19 +42,34 @@ export class BytePool {
     }
     // Small pieces (norms, a range's tail) are cheap to allocate and would pin a whole buffer.
     if (length < this.#capacity / 4) return { bytes: new Uint8Array(length), release: _keep };
-    const buffer = this.#idle.pop() ?? new ArrayBuffer(this.#capacity);
+    const buffer = this.acquire();
+    return { bytes: new Uint8Array(buffer, 0, length), release: this.releaser(buffer) };
+  }
+
+  /** A whole buffer of the pool's capacity. */
+  acquire(): ArrayBuffer {
+    return this.#idle.pop() ?? new ArrayBuffer(this.#capacity);
+  }
+
+  /**
+   * The one-shot release of `buffer` (from {@linkcode acquire}, or the buffer it was transferred
+   * to, as a BYOB read does).
+   */
+  releaser(buffer: ArrayBuffer): () => void {
     let released = false;
-    return {
-      bytes: new Uint8Array(buffer, 0, length),
-      release: () => {
-        // A second release would hand one buffer to two readers.
-        if (released) throw new Error("Cannot release pooled bytes twice");
-        released = true;
-        // A buffer moved to a worker is detached: nothing to reuse.
-        if (buffer.byteLength === this.#capacity && this.#idle.length < this.#maxIdle) {
-          this.#idle.push(buffer);
-        }
-      },
+    return () => {
+      // A second release would hand one buffer to two readers.
+      if (released) throw new Error("Cannot release pooled bytes twice");
+      released = true;
+      // A buffer moved to a worker is detached: nothing to reuse.
+      if (buffer.byteLength === this.#capacity && this.#idle.length < this.#maxIdle) {
+        this.#idle.push(buffer);
+      }
     };
+  }
+
+  /** Bytes per buffer. */
+  get capacity(): number {
+    return this.#capacity;
   }
 }

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import type { FetchPart, PartSink } from "./ordered_read_ahead.ts";
+import type { FetchPart } from "./ordered_read_ahead.ts";
+import type { PartSink } from "./part_buffer.ts";
 import type { RangePart } from "./range_parts.ts";
 import type { FileLocation, HubFileLocator } from "./file_locator.ts";
 import { authHeaders, errorForStatus, type HubContext, IDENTITY } from "./hub_context.ts";
@@ -35,27 +36,21 @@ async function _fetchPart(
   signal: AbortSignal,
 ): Promise<void> {
   const { limits } = ctx;
-  let got = 0;
   let failures = 0;
   let attempts = 0;
   let firstFailure = 0;
-  const deliver = (bytes: Uint8Array) => {
-    got += bytes.length;
-    ctx.counters.bytesReceived += bytes.length;
-    sink(bytes);
-  };
-  while (part.start + got < part.end) {
+  while (part.start + sink.position < part.end) {
     await ctx.gate.wait(signal);
-    const before = got;
+    const before = sink.position;
     attempts++;
     let location: FileLocation | null = null;
     try {
       location = await locator.locate(part.path, signal);
-      await _request(ctx, locator, location, part.start + got, part.end, deliver, signal);
+      await _request(ctx, locator, location, part.start + sink.position, part.end, sink, signal);
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (!(error instanceof TransientError)) throw error;
-      if (got - before >= PROGRESS_RESETS_RETRIES) failures = 0;
+      if (sink.position - before >= PROGRESS_RESETS_RETRIES) failures = 0;
       if (failures === 0) firstFailure = Date.now();
       failures++;
       if (error.relocate && location !== null) locator.invalidate(location);
@@ -97,7 +92,7 @@ async function _request(
   location: FileLocation,
   from: number,
   to: number,
-  deliver: PartSink,
+  sink: PartSink,
   signal: AbortSignal,
 ): Promise<void> {
   const { path } = location;
@@ -133,28 +128,55 @@ async function _request(
     throw error;
   }
   if (body === null) throw new TransientError("the answer has no body");
-  const reader = body.getReader();
-  let left = to - from;
+  const read = _bodyReader(body, sink);
+  const total = to - from;
+  let left = total;
   try {
     while (left > 0) {
-      let next: ReadableStreamReadResult<Uint8Array>;
+      let n: number;
       try {
-        next = await reader.read();
+        n = await read(left);
       } catch (error) {
-        throw network(error, `after ${to - from - left} of ${to - from} bytes`);
+        throw network(error, `after ${total - left} of ${total} bytes`);
       }
-      if (next.done) break;
+      if (n === 0) break;
       watchdog.touch();
-      const bytes = next.value.length > left ? next.value.subarray(0, left) : next.value;
-      left -= bytes.length;
-      deliver(bytes);
+      left -= n;
+      ctx.counters.bytesReceived += n;
     }
   } finally {
-    await reader.cancel().catch(() => {});
+    await read.cancel();
   }
   if (left > 0) {
-    throw new TransientError(`the body ended after ${to - from - left} of ${to - from} bytes`);
+    throw new TransientError(`the body ended after ${total - left} of ${total} bytes`);
   }
+}
+
+/** Reads up to `max` body bytes into the sink; 0 at the end of the body. */
+type _BodyRead = ((max: number) => Promise<number>) & { cancel(): Promise<void> };
+
+/**
+ * Copies a body into the sink's buffers chunk by chunk, while each chunk is fresh in the cache.
+ * (A BYOB reader into one reused landing buffer cut user CPU by a third but raised kernel time
+ * about as much with 8 connections; reading into the sink's buffers themselves would lose the
+ * bytes received so far whenever a read fails, as a BYOB read takes its buffer with it.)
+ */
+function _bodyReader(body: ReadableStream<Uint8Array>, sink: PartSink): _BodyRead {
+  const reader = body.getReader();
+  let rest: Uint8Array = new Uint8Array(0);
+  return Object.assign(async (max: number) => {
+    if (rest.length === 0) {
+      const next = await reader.read();
+      if (next.done) return 0;
+      rest = next.value;
+    }
+    const space = sink.space();
+    const n = Math.min(rest.length, space.length, max);
+    space.set(rest.subarray(0, n));
+    sink.filled(n);
+    rest = rest.subarray(n);
+    return n;
+  }, { cancel: () => reader.cancel().catch(() => {}) });
 }
 
 /** Status, commit, ETag and Content-Range of a range answer. */

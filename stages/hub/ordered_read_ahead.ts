@@ -8,10 +8,10 @@
  */
 import { BytePool } from "../byte_pool.ts";
 import type { RangeChunk } from "../../pipeline/source.ts";
+import { PartBuffer, type PartSink } from "./part_buffer.ts";
 import type { RangePart } from "./range_parts.ts";
 
-/** Receives the bytes of a part, in order, exactly `end - start` of them in total. */
-export type PartSink = (bytes: Uint8Array) => void;
+export type { PartSink };
 
 /** Downloads one part into the sink, retrying as it sees fit; rejects to fail the stream. */
 export type FetchPart = (part: RangePart, sink: PartSink, signal: AbortSignal) => Promise<void>;
@@ -40,13 +40,6 @@ export interface ReadAheadOptions {
   stats?: ReadAheadStats;
 }
 
-interface _PartState {
-  readonly queue: Uint8Array[];
-  queued: number;
-  received: number;
-  done: boolean;
-}
-
 /** Creates counters at zero. */
 export function emptyReadAheadStats(): ReadAheadStats {
   return { bufferedBytes: 0, maxBufferedBytes: 0, reservedBytes: 0, maxReservedBytes: 0 };
@@ -69,7 +62,7 @@ export function orderedReadAhead(
       throw new RangeError(`Cannot read ahead as ${key} is not a positive integer: ${value}`);
     }
   }
-  // Network chunks are small (≤ 64 KiB on loopback): pieces are gathered into reused buffers.
+  // Pieces land in reused buffers of this size, read into straight from the network.
   const pool = new BytePool(chunkSize);
   for (const part of parts) {
     if (part.end - part.start > maxMemory) {
@@ -79,20 +72,15 @@ export function orderedReadAhead(
     }
   }
   const stats = options.stats ?? emptyReadAheadStats();
-  const states: _PartState[] = parts.map(() => ({
-    queue: [],
-    queued: 0,
-    received: 0,
-    done: false,
-  }));
+  /** Landing buffers of started parts, and which parts have finished downloading. */
+  const buffers: (PartBuffer | null)[] = parts.map(() => null);
+  const done: boolean[] = parts.map(() => false);
   const abort = new AbortController();
   let failure: { reason: unknown } | null = null;
   let finished = false;
   let next = 0;
   let active = 0;
   let head = 0;
-  let slice = 0;
-  let pos = parts[0]?.start ?? 0;
   let waiters: (() => void)[] = [];
   // This stream's own counters; `stats` may be shared by several streams of one source.
   let reserved = 0;
@@ -123,43 +111,32 @@ export function orderedReadAhead(
   const finish = () => {
     finished = true;
     signal?.removeEventListener("abort", onAbort);
-    for (const state of states) state.queue.length = 0;
+    buffers.fill(null);
     account(-reserved, -buffered);
   };
 
   const start = (index: number) => {
     const part = parts[index]!;
-    const state = states[index]!;
     const size = part.end - part.start;
     active++;
     account(size, 0);
-    const sink: PartSink = (bytes) => {
-      if (failure !== null || finished || bytes.length === 0) return;
-      if (state.received + bytes.length > size) {
-        fail(
-          new RangeError(
-            `Cannot accept bytes of ${part.path} as the part would exceed ${size} bytes`,
-          ),
-        );
-        return;
-      }
-      state.queue.push(bytes);
-      state.queued += bytes.length;
-      state.received += bytes.length;
-      account(0, bytes.length);
-      if (index === head) notify();
-    };
-    fetchPart(part, sink, abort.signal).then(() => {
+    const buffer = new PartBuffer(part, pool, (delta) => {
+      account(0, delta);
+      if (delta > 0 && index === head) notify();
+    });
+    buffers[index] = buffer;
+    fetchPart(part, buffer, abort.signal).then(() => {
       active--;
-      if (state.received !== size) {
+      if (failure !== null || finished) return;
+      if (buffer.position !== size) {
         fail(
           new RangeError(
-            `Cannot finish ${part.path} ${part.start}..${part.end} as ${state.received} of ${size} bytes arrived`,
+            `Cannot finish ${part.path} ${part.start}..${part.end} as ${buffer.position} of ${size} bytes arrived`,
           ),
         );
         return;
       }
-      state.done = true;
+      done[index] = true;
       notify();
       pump();
     }, (reason) => {
@@ -177,64 +154,20 @@ export function orderedReadAhead(
     }
   };
 
-  /** Takes `n` queued bytes of a part, copying only when they span several network chunks. */
-  const take = (state: _PartState, n: number): { bytes: Uint8Array; release?: () => void } => {
-    state.queued -= n;
-    const first = state.queue[0]!;
-    if (first.length >= n) {
-      if (first.length === n) state.queue.shift();
-      else state.queue[0] = first.subarray(n);
-      return { bytes: first.subarray(0, n) };
-    }
-    const { bytes: out, release } = pool.take(n);
-    for (let at = 0; at < n;) {
-      const chunk = state.queue[0]!;
-      const use = Math.min(chunk.length, n - at);
-      out.set(chunk.subarray(0, use), at);
-      at += use;
-      if (use === chunk.length) state.queue.shift();
-      else state.queue[0] = chunk.subarray(use);
-    }
-    return { bytes: out, release };
-  };
-
-  /** The next chunk of the head part, "advance" when the head part is done, or "wait". */
+  /** The next piece of the head part, "advance" when the head part is done, or "wait". */
   const step = (): RangeChunk | "advance" | "wait" => {
-    const part = parts[head]!;
-    const state = states[head]!;
-    while (slice < part.slices.length) {
-      const s = part.slices[slice]!;
-      if (pos >= s.fileEnd) {
-        slice++;
+    const buffer = buffers[head];
+    if (!buffer) return "wait";
+    for (;;) {
+      const out = buffer.next();
+      if (out === null) return buffer.drained && done[head] ? "advance" : "wait";
+      if ("gap" in out) {
+        release(out.gap);
         continue;
       }
-      if (state.queued === 0) return "wait";
-      if (pos < s.fileStart) {
-        const gap = Math.min(s.fileStart - pos, state.queued);
-        take(state, gap).release?.();
-        release(gap);
-        pos += gap;
-        continue;
-      }
-      // Emit big pieces: downstream cost is per piece (one write per piece), network chunks are
-      // small. Wait for a whole piece unless the part has finished arriving.
-      const want = Math.min(s.fileEnd - pos, chunkSize);
-      if (state.queued < want && !state.done) return "wait";
-      const n = Math.min(want, state.queued);
-      const chunk = {
-        rangeIndex: s.rangeIndex,
-        offset: s.rangeOffset + pos - s.fileStart,
-        ...take(state, n),
-      };
-      release(n);
-      pos += n;
-      return chunk;
+      release(out.chunk.bytes.length);
+      return out.chunk;
     }
-    if (!state.done) return "wait";
-    head++;
-    slice = 0;
-    pos = parts[head]?.start ?? 0;
-    return "advance";
   };
 
   return new ReadableStream<RangeChunk>({
@@ -257,7 +190,10 @@ export function orderedReadAhead(
           return;
         }
         const out = step();
-        if (out === "advance") continue;
+        if (out === "advance") {
+          buffers[head++] = null;
+          continue;
+        }
         if (out === "wait") {
           await changed();
           continue;
