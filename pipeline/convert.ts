@@ -6,6 +6,7 @@
  */
 import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
 import { fillOuterScales } from "../stages/amax_prepass.ts";
+import { planGpuOuterScales } from "../stages/encode/gpu_outer_scale.ts";
 import type { Fp4FormatName } from "../gpu/fp4/formats.ts";
 import type { TypeRules } from "./type_selection.ts";
 import { type Imatrix, imatrixMetadata, readImatrix } from "./imatrix.ts";
@@ -84,8 +85,9 @@ export interface PlanOptions {
   simulate?: Fp4FormatName;
   /**
    * Per-tensor outer scales for NVFP4 (written as `<name>.scale`) and AMD-FP4, so block scales
-   * use the whole scale grid: lower KLD in `deno task bench quality`, at the cost of a second
-   * read of those tensors. @default true
+   * use the whole scale grid: lower KLD in `deno task bench quality`. Costs a second read of those
+   * tensors where FP4 encodes run on the CPU; on a GPU they wait there whole instead (see
+   * `EncodeOptions.gpuOuterScaleBytes`). @default true
    */
   outerScale?: boolean;
   /** `general.name`. @default the Hub repo id, else the folder's name */
@@ -177,7 +179,10 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     notes: p.tensors.filter((t) => t.note).map((t) => `${t.name}: ${t.note}`),
   });
   const chunkSize = options.chunkSize ?? _defaultChunkSize(source, p.tensors, options.encode);
-  await fillOuterScales(source, p.tensors, {
+  // Where FP4 encodes run on the GPU, outer scales are found there as tensors stream in; the
+  // pre-pass reads only the rest.
+  const gpuOuterScales = await planGpuOuterScales(p.tensors, encodeOptions);
+  await fillOuterScales(source, p.tensors.filter((_, i) => !gpuOuterScales.has(i)), {
     fourOverSix: options.encode?.fourOverSix ?? false,
     ...(chunkSize === undefined ? {} : { chunkSize }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
@@ -190,7 +195,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
     .readRanges(ranges, options.signal ? { ...readOptions, signal: options.signal } : readOptions)
     .pipeThrough(new RowGroupStream(p.tensors))
     .pipeThrough(new QkPermuteStream(p.tensors))
-    .pipeThrough(new EncodeStream(p.tensors, encodeOptions))
+    .pipeThrough(new EncodeStream(p.tensors, encodeOptions, gpuOuterScales))
     .pipeTo(
       new GgufSink(options.output, p.layout, {
         names,

@@ -39,8 +39,10 @@ export interface Fp4Encoding {
   /** Quantize and dequantize, writing the float type of the tensor (`--simulate`). */
   readonly simulate: boolean;
   /**
-   * The per-tensor outer scale, filled in by the amax pre-pass before any byte is written
-   * (`[0]`, 1 until then). For real files it is also the value of the `.scale` side tensor.
+   * The per-tensor outer scale (`[0]`, 1 until filled in): by the amax pre-pass before any byte
+   * is written, or on the GPU once the tensor's last piece is in (before its `.scale` side
+   * tensor, which comes after every checkpoint tensor, is written). For real files it is also
+   * the value of that `.scale` tensor.
    */
   readonly outerScale: Float32Array | null;
 }

@@ -1,8 +1,9 @@
 /**
  * The pre-pass behind per-tensor outer scales: one extra read of the tensors that get one,
  * keeping only each tensor's largest |x|, so the scale is known before the main pass encodes
- * (and before the header, which carries the `.scale` tensors, is written). Memory stays at one
- * piece; the cost is reading those tensors twice.
+ * (the `.scale` tensors themselves come after every checkpoint tensor). Memory stays at one
+ * piece; the cost is reading those tensors twice. Where FP4 encodes run on a GPU, the encode
+ * stage finds most outer scales without it (stages/encode/gpu_outer_scale.ts).
  *
  * @module
  */

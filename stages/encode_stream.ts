@@ -10,7 +10,7 @@
 import type { DeviceChoice } from "../gpu/device.ts";
 import { decodeFp4 } from "../gpu/fp4/decode.ts";
 import { createFp4Encoder, type Fp4Encoder } from "../gpu/fp4/encode.ts";
-import { fp4Format, type Fp4Weighting } from "../gpu/fp4/formats.ts";
+import { fp4Bytes, fp4Format, type Fp4Weighting } from "../gpu/fp4/formats.ts";
 import { Fp4InputError } from "../gpu/fp4/input_error.ts";
 import type { Fp4SearchMode } from "../gpu/fp4/search_options.ts";
 import type { PlannedTensor } from "../pipeline/plan.ts";
@@ -18,6 +18,8 @@ import { findNonFinite, findNonFiniteHalf } from "./encode/finite.ts";
 import { decodeFloats, encodeBf16, encodeF16, floatDtypeBytes } from "./encode/float_codecs.ts";
 import { encodeQ8_0FromBytes, q8_0Bytes } from "./encode/q8_0.ts";
 import { EncoderPool } from "./encode/encoder_pool.ts";
+import { fp4Settings } from "./encode/fp4_settings.ts";
+import { GpuOuterScales } from "./encode/gpu_outer_scale.ts";
 import type { EncodedPiece, TensorPiece } from "./tensor_piece.ts";
 
 /** A weight that is NaN or infinite, or does not fit the output type. */
@@ -49,6 +51,12 @@ export interface EncodeOptions {
   device?: DeviceChoice;
   /** Workers for Q8_0 and NaN scans. @default one per core beyond the main thread (1..4) */
   workers?: number;
+  /**
+   * GPU bytes for outer-scaled tensors kept on the GPU until their last piece is in, so their
+   * outer scale needs no second read (stages/encode/gpu_outer_scale.ts); larger tensors use the
+   * pre-pass. @default 2 GiB on a hardware GPU, 0 (the pre-pass) on a software adapter
+   */
+  gpuOuterScaleBytes?: number;
   /** Per-column importance for a tensor (length ne[0]), or null. */
   imatrixFor?: (tensor: PlannedTensor) => Float32Array | null;
 }
@@ -59,6 +67,15 @@ export interface EncodeOptions {
  * bench/gpu_check.ts: 4 Mi elements × 3 in flight 1.7 GB/s, × 8 in flight 2.4 GB/s).
  */
 const IN_FLIGHT = 8;
+
+/**
+ * Encoded bytes that pieces kept on the GPU (outer scale found there) may hold in flight besides:
+ * they hold no input, and their tensor's pieces are encoded in a few calls at once.
+ */
+const KEPT_BYTES = 64 << 20;
+
+/** Knobs for benches (bench/gpu_convert.ts), not callers: the defaults are the measured best. */
+export const encodeStreamTuning = { inFlight: IN_FLIGHT, keptBytes: KEPT_BYTES };
 
 const PASSTHROUGH: Record<string, string> = { F32: "F32", F16: "F16", BF16: "BF16" };
 
@@ -94,48 +111,86 @@ function _encodeFloat(type: string, values: Float32Array): { out: Uint8Array; ba
   throw new TypeError(`Cannot write floats as ${type}`);
 }
 
+/** A piece being encoded. */
+interface _Job {
+  readonly result: Promise<EncodedPiece>;
+  settled: boolean;
+  /**
+   * Its work was handed to a device. Not yet for a piece of a tensor whose outer scale is found
+   * on the GPU: that waits for the tensor's later pieces, which only new input brings.
+   */
+  started: boolean;
+  /** Its input's buffer was given back already (uploaded to the GPU). */
+  readonly released?: boolean;
+  /** For a piece kept on the GPU, the encoded bytes it will hold. */
+  readonly kept?: number;
+}
+
 /** Encodes pieces; output pieces keep the order of the input. */
 export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
-  constructor(tensors: readonly PlannedTensor[], options: EncodeOptions = {}) {
-    const pending: { result: Promise<EncodedPiece>; settled: boolean }[] = [];
+  /**
+   * @param gpuOuterScales tensors (plan indices) whose outer scale is found here on the GPU
+   * rather than by the pre-pass (see `planGpuOuterScales`).
+   */
+  constructor(
+    tensors: readonly PlannedTensor[],
+    options: EncodeOptions = {},
+    gpuOuterScales: ReadonlySet<number> = new Set(),
+  ) {
+    const pending: _Job[] = [];
+    const gpuScales = gpuOuterScales.size > 0
+      ? new GpuOuterScales(tensors, options, gpuOuterScales)
+      : null;
     let pool: EncoderPool | null = null;
     const workers = (): EncoderPool => pool ??= new EncoderPool(options.workers);
     const closePool = () => {
       pool?.close();
       pool = null;
+      gpuScales?.close();
     };
     let encoderTensor = -1;
     let encoder: Promise<Fp4Encoder> | null = null;
 
     const fp4EncoderFor = (index: number): Promise<Fp4Encoder> => {
       if (index !== encoderTensor || encoder === null) {
-        const t = tensors[index]!;
-        const imatrix = options.imatrixFor?.(t) ?? null;
+        const { format, nPerRow, options: settings } = fp4Settings(tensors[index]!, options);
         encoderTensor = index;
-        const base = fp4Format(t.fp4!.format);
-        const format = options.weighting ? { ...base, weighting: options.weighting } : base;
-        encoder = createFp4Encoder(format, t.ne[0]!, {
-          mode: options.mode ?? "window",
-          window: options.window ?? 12,
-          fourOverSix: options.fourOverSix ?? false,
-          device: options.device ?? "auto",
-          imatrix,
-          outerScale: t.fp4!.outerScale?.[0] ?? 1,
-        });
+        encoder = createFp4Encoder(format, nPerRow, settings);
       }
       return encoder;
     };
 
+    const failer = (t: PlannedTensor, firstRow: number) => (i: number, why: string): never => {
+      throw new NonFiniteWeightError(t.name, _source(t), firstRow * _rowElements(t) + i, why);
+    };
+
+    /**
+     * An FP4 piece from its encoded bytes: errors named, `--simulate` decoded back. Takes the
+     * piece's place, not its bytes: a piece waiting on the GPU must not keep them in host memory.
+     */
+    const fp4Piece = async (
+      at: { tensor: number; firstRow: number; elements: number },
+      encoded: () => Promise<Uint8Array>,
+    ): Promise<EncodedPiece> => {
+      const t = tensors[at.tensor]!;
+      const fp4 = t.fp4!;
+      let bytes: Uint8Array;
+      try {
+        bytes = await encoded();
+      } catch (e) {
+        if (e instanceof Fp4InputError) failer(t, at.firstRow)(e.index, "is NaN or infinite");
+        throw e;
+      }
+      if (!fp4.simulate) return { tensor: at.tensor, bytes };
+      const back = decodeFp4(fp4Format(fp4.format), bytes, at.elements, {
+        outerScale: fp4.outerScale?.[0] ?? 1,
+      });
+      return { tensor: at.tensor, bytes: _encodeFloat(t.type.name, back).out };
+    };
+
     const encode = async (piece: TensorPiece): Promise<EncodedPiece> => {
       const t = tensors[piece.tensor]!;
-      const fail = (i: number, why: string): never => {
-        throw new NonFiniteWeightError(
-          t.name,
-          _source(t),
-          piece.firstRow * _rowElements(t) + i,
-          why,
-        );
-      };
+      const fail = failer(t, piece.firstRow);
       if (PASSTHROUGH[piece.dtype] === t.type.name && t.fp4 === null) {
         // On this thread: a scan is cheaper than copying the piece to a worker.
         const bad = piece.dtype === "F32"
@@ -161,26 +216,15 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       }
       const n = piece.bytes.length / elemBytes;
       if (t.fp4 !== null) {
-        let bytes: Uint8Array;
-        try {
+        const at = { tensor: piece.tensor, firstRow: piece.firstRow, elements: n };
+        return await fp4Piece(at, async () => {
           const encoder = await fp4EncoderFor(piece.tensor);
-          if (piece.dtype === "BF16") {
-            // The GPU widens BF16 itself: half the upload and no decode on this thread.
-            bytes = await encoder.encodeBf16(piece.bytes);
-          } else {
-            const values = new Float32Array(n);
-            decodeFloats(piece.dtype, piece.bytes, values);
-            bytes = await encoder.encode(values);
-          }
-        } catch (e) {
-          if (e instanceof Fp4InputError) fail(e.index, "is NaN or infinite");
-          throw e;
-        }
-        if (!t.fp4.simulate) return { tensor: piece.tensor, bytes };
-        const back = decodeFp4(fp4Format(t.fp4.format), bytes, n, {
-          outerScale: t.fp4.outerScale?.[0] ?? 1,
+          // The GPU widens BF16 itself: half the upload and no decode on this thread.
+          if (piece.dtype === "BF16") return await encoder.encodeBf16(piece.bytes);
+          const values = new Float32Array(n);
+          decodeFloats(piece.dtype, piece.bytes, values);
+          return await encoder.encode(values);
         });
-        return { tensor: piece.tensor, bytes: _encodeFloat(t.type.name, back).out };
       }
       const values = new Float32Array(n);
       decodeFloats(piece.dtype, piece.bytes, values);
@@ -196,16 +240,49 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       return { tensor: piece.tensor, bytes: out };
     };
 
+    const start = async (piece: TensorPiece): Promise<_Job> => {
+      if (gpuScales?.has(piece.tensor)) {
+        const { bytes, submitted } = await gpuScales.add(piece);
+        piece.release?.(); // uploaded
+        const elements = piece.bytes.length / floatDtypeBytes(piece.dtype);
+        const at = { tensor: piece.tensor, firstRow: piece.firstRow, elements };
+        const result = fp4Piece(at, () => bytes);
+        const kept = fp4Bytes(fp4Format(tensors[piece.tensor]!.fp4!.format), elements);
+        const job: _Job = { result, settled: false, started: false, released: true, kept };
+        submitted.then(() => job.started = true);
+        return job;
+      }
+      // A generated tensor (an outer scale) is read once every piece before it is encoded: an
+      // outer scale found on the GPU is known only then.
+      const result = tensors[piece.tensor]!.origin.kind === "generated" && gpuScales !== null
+        ? Promise.allSettled(pending.map((j) => j.result)).then(() => encode(piece))
+        : encode(piece);
+      return { result, settled: false, started: true };
+    };
+
     super({
       async transform(piece, controller) {
-        const job = { result: encode(piece), settled: false };
-        // Awaited below, in order; meanwhile a rejection must not count as unhandled.
-        job.result.then(() => job.settled = true, () => job.settled = true);
-        pending.push(job);
-        // Pass on what is done (CPU encodes finish at once), wait only when too much is in flight.
-        await Promise.resolve();
         try {
-          while (pending[0]?.settled || pending.length >= IN_FLIGHT) {
+          const job = await start(piece);
+          // Awaited below, in order; meanwhile a rejection must not count as unhandled.
+          job.result.then(() => job.settled = true, () => job.settled = true);
+          pending.push(job);
+          // Pass on what is done (CPU encodes finish at once); wait only when too much is in
+          // flight, and never on a piece that waits for later input (its tensor's last piece).
+          await Promise.resolve();
+          while (pending.length > 0) {
+            const head = pending[0]!;
+            if (!head.settled) {
+              let count = 0, kept = 0;
+              for (const j of pending) {
+                if (!j.started) continue;
+                if (j.kept === undefined) count++;
+                else kept += j.kept;
+              }
+              const { inFlight, keptBytes } = encodeStreamTuning;
+              const over = head.started ? 1 : 2;
+              if (count < over * inFlight && kept < over * keptBytes) break;
+            }
             controller.enqueue(await pending.shift()!.result);
           }
         } catch (e) {

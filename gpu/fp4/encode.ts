@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { acquireGpu, type DeviceChoice } from "../device.ts";
+import { acquireGpu, type DeviceChoice, type GpuContext } from "../device.ts";
 import { FP4_GPU_MIN_ELEMENTS, FP4_RTN_ON_CPU_WITH_SOFTWARE_ADAPTER } from "../flags.ts";
 import { encodeFp4IntoCpu } from "./encode_cpu.ts";
 import { Fp4GpuEncoder } from "./encode_gpu.ts";
@@ -170,24 +170,33 @@ export async function createFp4Encoder(
   const f = typeof format === "string" ? fp4Format(format) : format;
   const search = resolveFp4Search(f, nPerRow, options);
   const choice = options.device ?? "auto";
-  let gpu = await acquireGpu(choice);
-  const plainRtn = search.mode === MODE_RTN && !search.fourOverSix;
-  if (
-    choice === "auto" && gpu !== null && gpu.isFallback && plainRtn &&
-    FP4_RTN_ON_CPU_WITH_SOFTWARE_ADAPTER
-  ) {
-    gpu = null;
-  }
-  let kernel: Fp4GpuEncoder | null = null;
-  if (gpu !== null) {
-    try {
-      kernel = await Fp4GpuEncoder.create(gpu, f);
-    } catch (e: unknown) {
-      // A driver that rejects the kernel is "no GPU" for auto; the twin gives the same bytes.
-      if (choice === "gpu") throw e;
-    }
-  }
+  const kernel = (await fp4GpuKernel(f, search, choice))?.kernel ?? null;
   return new Encoder(f, nPerRow, search, kernel, choice === "gpu");
+}
+
+/**
+ * The GPU and kernel that encodes of `format` with these search options run on for a device
+ * choice, or null where they run on the CPU twin (see {@linkcode Fp4EncodeOptions.device}).
+ * @throws {Error} for `gpu` without a WebGPU adapter, or when its driver rejects the kernel.
+ */
+export async function fp4GpuKernel(
+  format: Fp4Format,
+  search: ResolvedFp4Search,
+  choice: DeviceChoice,
+): Promise<{ gpu: GpuContext; kernel: Fp4GpuEncoder } | null> {
+  const gpu = await acquireGpu(choice);
+  if (gpu === null) return null;
+  const plainRtn = search.mode === MODE_RTN && !search.fourOverSix;
+  if (choice === "auto" && gpu.isFallback && plainRtn && FP4_RTN_ON_CPU_WITH_SOFTWARE_ADAPTER) {
+    return null;
+  }
+  try {
+    return { gpu, kernel: await Fp4GpuEncoder.create(gpu, format) };
+  } catch (e: unknown) {
+    // A driver that rejects the kernel is "no GPU" for auto; the twin gives the same bytes.
+    if (choice === "gpu") throw e;
+    return null;
+  }
 }
 
 /**

@@ -27,6 +27,7 @@
  */
 import kernel from "./encode.wgsl" with { type: "text" };
 import { BufferPool } from "../buffer_pool.ts";
+import { busyGate } from "../busy_gate.ts";
 import type { GpuContext } from "../device.ts";
 import { fp4Bytes, type Fp4Format } from "./formats.ts";
 import { Fp4InputError, nonFiniteReason } from "./input_error.ts";
@@ -222,11 +223,31 @@ export interface Bf16Rows {
 const INPUT_F32 = 0;
 const INPUT_BF16 = 1;
 
-/** The float32 value of element `i` of the input. */
-function elementOf(rows: Float32Array | Bf16Rows, i: number): number {
-  if (rows instanceof Float32Array) return rows[i]!;
+/**
+ * Whole rows already on the GPU (from {@linkcode Fp4GpuEncoder.upload}): float32 or bfloat16 words
+ * in pooled buffers, one dispatch's worth each. Encoding them consumes the buffers.
+ */
+export interface GpuRows {
+  readonly gpu: readonly GpuRowsPiece[];
+  readonly isBf16: boolean;
+  /** Elements over all pieces. */
+  readonly elements: number;
+  /** Bytes of the buffers, for budgets. */
+  readonly bytes: number;
+}
+
+/** One buffer of {@linkcode GpuRows}: `elements` elements from its start. */
+export interface GpuRowsPiece {
+  readonly buffer: GPUBuffer;
+  readonly elements: number;
+}
+
+/** Why element `i` of the input is not finite (GPU rows are not read back for it). */
+function reasonAt(rows: Float32Array | Bf16Rows | GpuRows, i: number): string {
+  if (rows instanceof Float32Array) return nonFiniteReason(rows[i]!);
+  if ("gpu" in rows) return "is NaN or infinite";
   const bits = ((rows.bf16[2 * i]! << 16) | (rows.bf16[2 * i + 1]! << 24)) >>> 0;
-  return new Float32Array(new Uint32Array([bits]).buffer)[0]!;
+  return nonFiniteReason(new Float32Array(new Uint32Array([bits]).buffer)[0]!);
 }
 
 /**
@@ -345,53 +366,92 @@ export class Fp4GpuEncoder {
   }
 
   /**
-   * Encodes whole rows, float32 or bfloat16; same bytes as `encodeFp4IntoCpu` with the same
+   * Uploads whole rows into pooled GPU buffers (one per dispatch), to be encoded later by
+   * {@linkcode encode}, which consumes them, or given back with {@linkcode release}.
+   * @throws {RangeError} for rows that are not whole rows of `nPerRow`, or bfloat16 bytes that
+   * are not whole words.
+   */
+  upload(rows: Float32Array | Bf16Rows, nPerRow: number): GpuRows {
+    const bf16 = rows instanceof Float32Array ? null : rows.bf16;
+    const length = bf16 === null ? (rows as Float32Array).length : bf16.length / 2;
+    if (!Number.isInteger(length) || length % nPerRow !== 0 || (bf16 && bf16.length % 4 !== 0)) {
+      throw new RangeError(
+        `Cannot upload ${this.#format.label} rows as ${length} elements are not whole rows of ${nPerRow} in whole words`,
+      );
+    }
+    const step = this.#piece(nPerRow, bf16 === null ? 4 : 2);
+    const gpu: GpuRowsPiece[] = [];
+    let bytes = 0;
+    for (let first = 0; first < length; first += step) {
+      const elements = Math.min(step, length - first);
+      const buffer = bf16 === null
+        ? this.#upload((rows as Float32Array).subarray(first, first + elements), "rows")
+        : this.#upload(bf16.subarray(first * 2, (first + elements) * 2), "rows");
+      gpu.push({ buffer, elements });
+      bytes += buffer.size;
+    }
+    return { gpu, isBf16: bf16 !== null, elements: length, bytes };
+  }
+
+  /** Gives uploaded rows that will not be encoded back to the pool. */
+  release(rows: GpuRows): void {
+    for (const piece of rows.gpu) this.#state.pool.release(piece.buffer);
+  }
+
+  /**
+   * Encodes whole rows, float32 or bfloat16, from the host or already uploaded (the call then
+   * takes the buffers back, valid or not); same bytes as `encodeFp4IntoCpu` with the same
    * arguments (bfloat16 rows decoded to float32 first).
    * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
    */
   async encode(
-    rows: Float32Array | Bf16Rows,
+    rows: Float32Array | Bf16Rows | GpuRows,
     nPerRow: number,
     search: ResolvedFp4Search,
     weights: Fp4Weights,
   ): Promise<Uint8Array> {
     const format = this.#format;
-    const bf16 = rows instanceof Float32Array ? null : rows.bf16;
-    const length = bf16 === null ? (rows as Float32Array).length : bf16.length / 2;
+    const onGpu = "gpu" in rows ? rows : null;
+    const bf16 = "bf16" in rows ? rows.bf16 : null;
+    const length = onGpu?.elements ??
+      (bf16 === null ? (rows as Float32Array).length : bf16.length / 2);
+    const isBf16 = onGpu?.isBf16 ?? bf16 !== null;
     const total = fp4Bytes(format, length);
     if (!Number.isInteger(length) || length % nPerRow !== 0) {
+      if (onGpu !== null) this.release(onGpu);
       throw new RangeError(
         `Cannot encode ${format.label} as ${length} elements are not whole rows of ${nPerRow}`,
       );
     }
-    const elementBytes = bf16 === null ? 4 : 2;
     const profile = fp4GpuTuning.profile;
     const t0 = profile ? performance.now() : 0;
     const device = this.#gpu.device;
     const state = this.#state;
     const pool = state.pool;
-    const step = this.#piece(nPerRow, elementBytes);
+    const step = this.#piece(nPerRow, isBf16 ? 2 : 4);
     const maxBinding = Math.floor(this.#gpu.limits.maxStorageBufferBindingSize / 4) * 4;
     // One staging buffer and one map per call: each piece's words at a multiple of 4 (back to back
-    // when every piece but the last has whole words, which #piece arranges), then two flag words
-    // per piece.
+    // when every piece but the last has whole words, which #piece arranges, for uploads too), then
+    // two flag words per piece.
     const pieces: Piece[] = [];
     let at = 0;
     let stagingAt = 0;
-    for (let first = 0; first < length; first += step) {
-      const elements = Math.min(step, length - first);
+    for (let first = 0, k = 0; first < length; k++) {
+      const elements = onGpu === null ? Math.min(step, length - first) : onGpu.gpu[k]!.elements;
       const bytes = (elements / format.blockSize) * format.blockBytes;
       pieces.push({ firstElement: first, elements, at, bytes, stagingAt });
       at += bytes;
       stagingAt += Math.ceil(bytes / 4) * 4;
+      first += elements;
     }
     const flagsAt = stagingAt;
     const mapBytes = flagsAt + FLAG_BYTES * pieces.length;
     const staging = pool.acquire(mapBytes, STAGING, "fp4_staging");
     device.pushErrorScope("validation");
     let validation: Promise<GPUError | null>;
+    let k = 0;
     try {
-      for (let k = 0; k < pieces.length; k++) {
+      for (; k < pieces.length; k++) {
         const piece = pieces[k]!;
         const first = piece.firstElement;
         const elements = piece.elements;
@@ -411,11 +471,13 @@ export class Fp4GpuEncoder {
           nPerRow,
           groupsX * WORKGROUP,
           paddedBytes / 4,
-          bf16 === null ? INPUT_F32 : INPUT_BF16,
+          isBf16 ? INPUT_BF16 : INPUT_F32,
         );
         const uniform = uniformOf(device, state, params);
         const tu = profile ? performance.now() : 0;
-        const input = bf16 === null
+        const input = onGpu !== null
+          ? onGpu.gpu[k]!.buffer
+          : bf16 === null
           ? this.#upload((rows as Float32Array).subarray(first, first + elements), "rows")
           : this.#upload(bf16.subarray(first * 2, (first + elements) * 2), "rows");
         if (profile) fp4GpuTimings.uploadMs += performance.now() - tu;
@@ -458,17 +520,24 @@ export class Fp4GpuEncoder {
       }
     } catch (e: unknown) {
       pool.release(staging);
+      // Uploaded rows not yet submitted are this call's to give back.
+      if (onGpu !== null) onGpu.gpu.slice(k).forEach((p) => pool.release(p.buffer));
       throw e;
     } finally {
       validation = device.popErrorScope();
     }
-    // Map at once: the map and the validation result resolve at the same device poll, so awaiting
-    // validation first would cost one more poll. (Deno's mapAsync blocks the main thread until the
-    // GPU has finished all submitted work, then sleeps 10 ms before resolving; mapping only after
-    // onSubmittedWorkDone avoids the block but adds a poll of latency, and measured slower.)
-    const tm = profile ? performance.now() : 0;
+    // Deno's mapAsync blocks this thread until the GPU has run all submitted work, then sleeps
+    // 10 ms before resolving: map once the GPU should be done (gpu/busy_gate.ts), so that its
+    // time overlaps with this thread's reading and uploads instead of adding to them. The map and
+    // the validation result resolve at the same device poll: validation is awaited after.
+    const gate = busyGate(device);
+    gate.submitted(length);
+    await gate.idle();
+    const tm = performance.now();
     const mapped = staging.mapAsync(GPUMapMode.READ, 0, mapBytes);
-    if (profile) fp4GpuTimings.mapCallMs += performance.now() - tm;
+    const blocked = performance.now() - tm;
+    gate.blocked(blocked);
+    if (profile) fp4GpuTimings.mapCallMs += blocked;
     mapped.catch(() => {}); // awaited below once the commands are known to be valid
     const t1 = profile ? performance.now() : 0;
     if (profile) {
@@ -490,7 +559,7 @@ export class Fp4GpuEncoder {
       throw new Error(`Cannot run ${PROGRAM} as WebGPU rejected the commands: ${invalid.message}`);
     }
 
-    const out = new Uint8Array(total);
+    let out: Uint8Array;
     let badFinite = NONE;
     let badOuter = NONE;
     try {
@@ -498,9 +567,6 @@ export class Fp4GpuEncoder {
       const t2 = profile ? performance.now() : 0;
       if (profile) fp4GpuTimings.mapWaitMs += t2 - t1;
       const range = staging.getMappedRange(0, mapBytes);
-      for (const piece of pieces) {
-        out.set(new Uint8Array(range, piece.stagingAt, piece.bytes), piece.at);
-      }
       const flags = new Uint32Array(range, flagsAt, 2 * pieces.length);
       pieces.forEach((piece, k) => {
         const f = flags[2 * k]!;
@@ -508,6 +574,16 @@ export class Fp4GpuEncoder {
         if (f !== 0 && badFinite === NONE) badFinite = piece.firstElement + NONE - f;
         if (o !== 0 && badOuter === NONE) badOuter = piece.firstElement + NONE - o;
       });
+      if (pieces.every((piece) => piece.stagingAt === piece.at)) {
+        // Deno's getMappedRange already copied the range into a fresh buffer, which unmap would
+        // detach: transferring it keeps those bytes without a second copy.
+        out = new Uint8Array(range.transfer(), 0, total);
+      } else {
+        out = new Uint8Array(total);
+        for (const piece of pieces) {
+          out.set(new Uint8Array(range, piece.stagingAt, piece.bytes), piece.at);
+        }
+      }
       staging.unmap();
       if (profile) fp4GpuTimings.readMs += performance.now() - t2;
     } finally {
@@ -519,7 +595,7 @@ export class Fp4GpuEncoder {
         format.label,
         badFinite,
         nPerRow,
-        nonFiniteReason(elementOf(rows, badFinite)),
+        reasonAt(rows, badFinite),
       );
     }
     if (badOuter !== NONE) {

@@ -14,6 +14,9 @@ export class Fp4InputError extends RangeError {
   readonly row: number;
   /** Its column. */
   readonly column: number;
+  /** The format's label and the rest of the sentence, to restate the error at another index. */
+  readonly label: string;
+  readonly reason: string;
 
   /**
    * @param label the format's label ("NVFP4").
@@ -29,6 +32,13 @@ export class Fp4InputError extends RangeError {
     this.index = index;
     this.row = row;
     this.column = column;
+    this.label = label;
+    this.reason = reason;
+  }
+
+  /** The same error for an input that starts `elements` elements later. */
+  shifted(elements: number, nPerRow: number): Fp4InputError {
+    return new Fp4InputError(this.label, this.index - elements, nPerRow, this.reason);
   }
 }
 
