@@ -197,9 +197,13 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
           ? findNonFinite(_f32View(piece.bytes))
           : findNonFiniteHalf(piece.bytes, piece.dtype);
         if (bad >= 0) fail(bad, "is NaN or infinite");
-        return piece.origin
-          ? { tensor: piece.tensor, bytes: piece.bytes, origin: piece.origin }
-          : { tensor: piece.tensor, bytes: piece.bytes };
+        // The same bytes go on: so do their origin (for kernel copies) and buffer release.
+        return {
+          tensor: piece.tensor,
+          bytes: piece.bytes,
+          ...(piece.origin ? { origin: piece.origin } : {}),
+          ...(piece.release ? { release: piece.release } : {}),
+        };
       }
       const elemBytes = floatDtypeBytes(piece.dtype);
       if (t.type.name === "Q8_0") {
@@ -264,8 +268,15 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       async transform(piece, controller) {
         try {
           const job = await start(piece);
+          // Encoded: the input's buffer can be reused (a passthrough piece hands it on; one kept
+          // on the GPU was given back at upload, and its job must not hold it until the tensor
+          // is complete).
+          const release = job.released ? undefined : piece.release;
           // Awaited below, in order; meanwhile a rejection must not count as unhandled.
-          job.result.then(() => job.settled = true, () => job.settled = true);
+          job.result.then((out) => {
+            job.settled = true;
+            if (out.release === undefined) release?.();
+          }, () => job.settled = true);
           pending.push(job);
           // Pass on what is done (CPU encodes finish at once); wait only when too much is in
           // flight, and never on a piece that waits for later input (its tensor's last piece).
