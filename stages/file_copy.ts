@@ -5,6 +5,11 @@
  * twice; measured on 2 GB of BF16 shards, that loop took 3.3–3.5 s where `cp` took 1.7–2.2 s and
  * reading (for the NaN scan) beside kernel copies took 1.9–2.4 s.
  *
+ * The same handle starts the disk writeback of output already written (`sync_file_range`), so
+ * the disk writes while later tensors are produced and the final fdatasync has little left:
+ * 2 GB BF16→BF16 took 2.06–2.33 s with it against 2.88–3.05 s without (about 1 s of that was
+ * the final fdatasync).
+ *
  * Optional by design: without FFI permission, off Linux, or when the kernel refuses (another file
  * system, an old kernel), {@linkcode openKernelCopier} gives null or a copy reports false, and
  * the caller writes the bytes it already holds.
@@ -17,6 +22,11 @@ const O_RDONLY = 0, O_WRONLY = 1, O_CLOEXEC = 0o2000000;
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  sync_file_range: {
+    parameters: ["i32", "i64", "i64", "u32"],
+    result: "i32",
+    nonblocking: true,
+  },
   copy_file_range: {
     parameters: ["i32", "buffer", "i32", "buffer", "usize", "u32"],
     result: "isize",
@@ -55,6 +65,8 @@ export interface KernelCopier {
   copy(source: string, sourceOffset: number, outputOffset: number, length: number): Promise<
     boolean
   >;
+  /** Starts the disk writeback of output bytes `[offset, offset + length)` without waiting. */
+  startWriteback(offset: number, length: number): void;
   /** Closes the file descriptors. Call only when no copy is pending. */
   close(): void;
 }
@@ -94,6 +106,11 @@ export function openKernelCopier(output: string): KernelCopier | null {
         left -= n;
       }
       return true;
+    },
+    startWriteback(offset, length) {
+      // SYNC_FILE_RANGE_WRITE: queue the dirty pages for writing; a hint, so errors are ignored
+      // (the final fdatasync reports any).
+      lib.symbols.sync_file_range(out, BigInt(offset), BigInt(length), 2).catch(() => {});
     },
     close() {
       closeSource();

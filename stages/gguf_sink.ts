@@ -40,6 +40,12 @@ const MAX_WRITE = 1 << 20;
 /** Pieces below this size are gathered into one buffer; bigger ones are written as they are. */
 const SMALL_PIECE = 256 << 10;
 
+/**
+ * Output bytes between writeback starts: the disk writes while later tensors are produced, so the
+ * final fdatasync has little left.
+ */
+const WRITEBACK_EVERY = 32 << 20;
+
 /** Largest run of unchanged source bytes handed to the kernel in one copy. */
 const MAX_SPAN = 16 << 20;
 
@@ -58,7 +64,8 @@ interface _Span {
 /**
  * The output file at explicit offsets: small pieces are gathered into few writes, big ones go
  * straight to the file, and bytes known to equal a local source file are copied file to file by
- * the kernel (one copy in flight while the next span gathers).
+ * the kernel (one copy in flight while the next span gathers). Every 32 MiB, what is on file
+ * goes to the disk's writeback early.
  */
 class _Output {
   readonly #file: Deno.FsFile;
@@ -72,6 +79,10 @@ class _Output {
   #filePos = 0;
   #span: _Span | null = null;
   #copying: { span: _Span; done: Promise<boolean> } | null = null;
+  /** The kernel refused a copy: the rest is written from memory. */
+  #copyFailed = false;
+  /** Output bytes before this offset were handed to the disk's writeback. */
+  #writebackFrom = 0;
   /** Bytes the kernel copied. */
   copied = 0;
 
@@ -87,7 +98,7 @@ class _Output {
 
   /** Appends `bytes`, then calls `release` once they are on file or copied. */
   async write(bytes: Uint8Array, origin?: SourceBytes, release?: () => void): Promise<void> {
-    if (origin && this.#copier && this.#localPath) {
+    if (origin && this.#copier && !this.#copyFailed && this.#localPath) {
       return await this.#extendSpan(this.#localPath(origin.path), origin.offset, bytes, release);
     }
     await this.#issueSpan();
@@ -152,7 +163,7 @@ class _Output {
     if (span === null) return;
     this.#span = null;
     await this.#settleCopy();
-    if (this.#copier === null) return await this.#writePieces(span);
+    if (this.#copier === null || this.#copyFailed) return await this.#writePieces(span);
     // The pieces stay held until the copy settles: a failed copy writes them instead.
     const done = this.#copier.copy(span.path, span.sourceStart, span.outputStart, span.length)
       .catch(() => false);
@@ -166,12 +177,19 @@ class _Output {
     this.#copying = null;
     if (await copying.done) {
       this.copied += copying.span.length;
+      this.#startWriteback(copying.span.outputStart + copying.span.length);
       for (const release of copying.span.releases) release();
       return;
     }
-    this.#copier?.close();
-    this.#copier = null;
+    this.#copyFailed = true;
     await this.#writePieces(copying.span);
+  }
+
+  /** Starts writing back what lies before `end` once enough has gathered. */
+  #startWriteback(end: number): void {
+    if (this.#copier === null || end - this.#writebackFrom < WRITEBACK_EVERY) return;
+    this.#copier.startWriteback(this.#writebackFrom, end - this.#writebackFrom);
+    this.#writebackFrom = end;
   }
 
   async #writePieces(span: _Span): Promise<void> {
@@ -198,6 +216,7 @@ class _Output {
       );
     }
     this.#filePos = offset + bytes.length;
+    this.#startWriteback(this.#filePos);
   }
 }
 
@@ -246,7 +265,7 @@ export class GgufSink extends WritableStream<EncodedPiece> {
             `Cannot write output ${partial}: ${(e as Error).message}`,
           );
         }
-        const copier = options.localPath ? openKernelCopier(partial) : null;
+        const copier = openKernelCopier(partial);
         out = new _Output(file, copier, options.localPath ?? null);
         try {
           await out.write(layout.header);
