@@ -118,9 +118,8 @@ export async function benchCore(): Promise<void> {
   console.log(`model: ${shards.length} shards, ${(inputBytes / 1e9).toFixed(2)} GB BF16`);
   // The disk here is shared and noisy (cp alone varies 1.7–11 s between runs): every contender
   // runs ROUNDS times, interleaved, its best time shown (peak RSS: its worst). The passthrough
-  // ratio is judged per round, cp right before sluice so both see the same disk, and the median
-  // of those paired ratios counts: a best-of-N against a best-of-N rewards whichever single run
-  // hit the quietest moment.
+  // ratio is given two ways, best vs best and the median of per-round pairs (cp right before
+  // sluice, so both saw the same disk), and the lower of the two counts.
   await cpAnchor(shards); // warms the page cache the same way for everyone
   const cpRuns: number[] = [], bf16Runs: CliConvertResult[] = [], q8Runs: CliConvertResult[] = [];
   for (let round = 0; round < ROUNDS; round++) {
@@ -166,11 +165,12 @@ export async function benchCore(): Promise<void> {
       `vs ggml quantize_q8_0 single-thread ${(ggml.elementsPerSecond / 1e6).toFixed(0)} Melem/s ` +
       `→ ratio ${(sluiceQ8Rate / ggml.elementsPerSecond).toFixed(2)}× (target ≥ 0.5)`,
   );
+  const bestRatio = cpSeconds / bf16.seconds;
   console.log(
-    `passthrough vs cp: median of paired rounds ${pairedMedian.toFixed(2)}× (target ≥ 0.7); ` +
-      `rounds ${paired.map((r) => r.toFixed(2)).join(" ")}; best vs best ${
-        (cpSeconds / bf16.seconds).toFixed(2)
-      }×`,
+    `passthrough vs cp: ${Math.min(pairedMedian, bestRatio).toFixed(2)}× (target ≥ 0.7; ` +
+      `best vs best ${bestRatio.toFixed(2)}×, median of paired rounds ${
+        pairedMedian.toFixed(2)
+      }×: ${paired.map((r) => r.toFixed(2)).join(" ")})`,
   );
   const maxRss = Math.max(bf16.peakRss, q8.peakRss) / 2 ** 20;
   console.log(`peak RSS: ${maxRss.toFixed(0)} MiB (target ≤ 512)`);

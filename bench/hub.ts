@@ -36,8 +36,9 @@ async function startServer(model: string) {
 }
 
 /**
- * Rounds, each a plain download then a conversion. The disk and CPUs here are shared and noisy,
- * so the ratio is judged per round (both saw the same moment) and the median of those counts.
+ * Rounds, each a plain download then a conversion. The disk and CPUs here are shared and noisy:
+ * the ratio is given best vs best and as the median of per-round pairs (both saw the same
+ * moment), and the lower of the two counts.
  */
 const ROUNDS = 5;
 
@@ -125,12 +126,14 @@ export async function benchHub(): Promise<void> {
         mbs(convertSeconds).padStart(6)
       } ${(peakRss / 2 ** 20).toFixed(0).padStart(14)}`,
     );
+    const bestRatio = plainSeconds / convertSeconds;
     console.log(
-      `\nconversion vs plain download: median of paired rounds ${
-        pairedMedian.toFixed(2)
-      }× (target ≥ 0.9); rounds ${paired.map((r) => r.toFixed(2)).join(" ")}; best vs best ${
-        (plainSeconds / convertSeconds).toFixed(2)
-      }×\npeak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB with --max-memory ${MAX_MEMORY_MIB} MiB`,
+      `\nconversion vs plain download: ${Math.min(pairedMedian, bestRatio).toFixed(2)}× ` +
+        `(target ≥ 0.9; best vs best ${bestRatio.toFixed(2)}×, median of paired rounds ${
+          pairedMedian.toFixed(2)
+        }×: ${paired.map((r) => r.toFixed(2)).join(" ")})\npeak RSS ${
+          (peakRss / 2 ** 20).toFixed(0)
+        } MiB with --max-memory ${MAX_MEMORY_MIB} MiB`,
     );
   } finally {
     child.kill();
