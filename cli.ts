@@ -252,8 +252,9 @@ async function run(args: string[]): Promise<number> {
       if (format !== "text" && format !== "json") {
         throw new UsageError(`Cannot use --log-format ${format}: choose text or json`);
       }
-      const chunkMiB = values["chunk-size"] === undefined ? 8 : Number(values["chunk-size"]);
-      if (!(chunkMiB > 0 && chunkMiB <= 1024)) {
+      // Unset, convert() picks the piece size for the run (small for local CPU runs, big for GPU).
+      const chunkMiB = values["chunk-size"] === undefined ? null : Number(values["chunk-size"]);
+      if (chunkMiB !== null && !(chunkMiB > 0 && chunkMiB <= 1024)) {
         throw new UsageError(`Cannot use --chunk-size ${values["chunk-size"]}: give 1..1024 MiB`);
       }
       const controller = new AbortController();
@@ -266,7 +267,7 @@ async function run(args: string[]): Promise<number> {
           encode: encodeOptions(values),
           input,
           output: values.output,
-          chunkSize: Math.round(chunkMiB * 1024 * 1024),
+          ...(chunkMiB === null ? {} : { chunkSize: Math.round(chunkMiB * 1024 * 1024) }),
           onEvent: progressRenderer(format, stderr),
           signal: controller.signal,
         });

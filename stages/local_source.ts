@@ -1,10 +1,10 @@
 /**
- * A model folder on the local disk as a {@linkcode ModelSource}: ranges are read sequentially in
- * fixed-size pieces, one piece ahead of the consumer.
+ * A model folder on the local disk as a {@linkcode ModelSource}: ranges are read in order in
+ * fixed-size pieces into reused buffers, a few reads in flight ahead of the consumer.
  *
  * @module
  */
-import { BytePool } from "./byte_pool.ts";
+import { BytePool, type PooledBytes } from "./byte_pool.ts";
 import type { ByteRange, ModelSource, RangeChunk, ReadRangesOptions } from "../pipeline/source.ts";
 
 const DEFAULT_CHUNK = 8 << 20;
@@ -60,56 +60,117 @@ export class LocalSource implements ModelSource {
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
     const signal = options.signal;
     const pool = new BytePool(chunkSize);
-    const files = new Map<string, Deno.FsFile>();
+    const handles = new _Handles((path) => this.#path(path));
     let index = 0;
     let offset = 0;
-    const closeAll = () => {
-      for (const f of files.values()) f.close();
-      files.clear();
-    };
-    const fileFor = (path: string): Deno.FsFile => {
-      let f = files.get(path);
-      if (!f) {
-        // Keep one file open at a time: ranges come shard by shard.
-        closeAll();
-        f = Deno.openSync(this.#path(path), { read: true });
-        files.set(path, f);
-      }
-      return f;
-    };
-    return new ReadableStream<RangeChunk>({
-      pull: async (controller) => {
-        signal?.throwIfAborted();
+    /** Reads started, in order; each settles to its chunk. */
+    const inFlight: Promise<RangeChunk>[] = [];
+    const startReads = () => {
+      while (inFlight.length < READS_IN_FLIGHT) {
         while (index < ranges.length && offset >= ranges[index]!.end - ranges[index]!.start) {
           index++;
           offset = 0;
         }
-        if (index >= ranges.length) {
-          closeAll();
+        if (index >= ranges.length) return;
+        const range = ranges[index]!;
+        const want = Math.min(chunkSize, range.end - range.start - offset);
+        const read = _readChunk(handles, range, index, offset, pool.take(want));
+        read.catch(() => {}); // rejected reads are rethrown in order, by pull
+        inFlight.push(read);
+        offset += want;
+      }
+    };
+    const settle = async () => {
+      await Promise.allSettled(inFlight.splice(0));
+      handles.closeAll();
+    };
+    return new ReadableStream<RangeChunk>({
+      pull: async (controller) => {
+        signal?.throwIfAborted();
+        startReads();
+        const next = inFlight.shift();
+        if (next === undefined) {
+          handles.closeAll();
           controller.close();
           return;
         }
-        const range = ranges[index]!;
-        const want = Math.min(chunkSize, range.end - range.start - offset);
-        const file = fileFor(range.path);
-        const { bytes, release } = pool.take(want);
-        await file.seek(range.start + offset, Deno.SeekMode.Start);
-        let got = 0;
-        while (got < want) {
-          const n = await file.read(bytes.subarray(got));
-          if (n === null) {
-            throw new RangeError(
-              `Cannot read ${range.path} bytes ${range.start + offset + got}..${
-                range.start + offset + want
-              } as the file ends early (truncated?)`,
-            );
-          }
-          got += n;
+        try {
+          controller.enqueue(await next);
+        } catch (e) {
+          await settle();
+          throw e;
         }
-        controller.enqueue({ rangeIndex: index, offset, bytes, release });
-        offset += want;
+        startReads();
       },
-      cancel: closeAll,
-    }, { highWaterMark: 2 });
+      cancel: settle,
+      // The reads in flight are the read-ahead: nothing more is queued.
+    }, { highWaterMark: 0 });
   }
+}
+
+/**
+ * Reads in flight at once. One read at a time left the disk idle whenever the main thread was
+ * busy between a read's end and the next pull (NVFP4 on an H100: each 8 MiB read took 6.2 ms in
+ * the converter against 2.6 ms alone, and reading spanned the whole run).
+ */
+const READS_IN_FLIGHT = 4;
+
+/** Open files, each used by one read at a time; files of earlier shards are closed. */
+class _Handles {
+  readonly #resolve: (path: string) => string;
+  #path = "";
+  #idle: Deno.FsFile[] = [];
+
+  constructor(resolve: (path: string) => string) {
+    this.#resolve = resolve;
+  }
+
+  async take(path: string): Promise<Deno.FsFile> {
+    if (path !== this.#path) {
+      // Ranges come shard by shard: the previous shard's files are done once idle.
+      for (const f of this.#idle) f.close();
+      this.#idle = [];
+      this.#path = path;
+    }
+    return this.#idle.pop() ?? await Deno.open(this.#resolve(path), { read: true });
+  }
+
+  give(path: string, file: Deno.FsFile): void {
+    if (path === this.#path) this.#idle.push(file);
+    else file.close();
+  }
+
+  closeAll(): void {
+    for (const f of this.#idle) f.close();
+    this.#idle = [];
+  }
+}
+
+async function _readChunk(
+  handles: _Handles,
+  range: ByteRange,
+  rangeIndex: number,
+  offset: number,
+  target: PooledBytes,
+): Promise<RangeChunk> {
+  const { bytes, release } = target;
+  const file = await handles.take(range.path);
+  try {
+    await file.seek(range.start + offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < bytes.length) {
+      const n = await file.read(bytes.subarray(got));
+      if (n === null) {
+        throw new RangeError(
+          `Cannot read ${range.path} bytes ${range.start + offset + got}..${
+            range.start + offset + bytes.length
+          } as the file ends early (truncated?)`,
+        );
+      }
+      got += n;
+    }
+  } finally {
+    handles.give(range.path, file);
+  }
+  return { rangeIndex, offset, bytes, release };
 }
