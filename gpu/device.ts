@@ -96,3 +96,28 @@ export async function acquireGpu(choice: DeviceChoice): Promise<GpuContext | nul
   }
   return gpu;
 }
+
+/**
+ * Compiles a WGSL compute program (entry point `main`).
+ * @throws {Error} with the compiler's message when WebGPU rejects it.
+ */
+export async function buildComputePipeline(
+  device: GPUDevice,
+  code: string,
+  label: string,
+): Promise<GPUComputePipeline> {
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ code, label });
+  const pipeline = device.createComputePipeline({
+    label,
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const error = await device.popErrorScope();
+  if (error !== null) {
+    throw new Error(
+      `Cannot build the GPU program ${label} as WebGPU rejected it: ${error.message}`,
+    );
+  }
+  return pipeline;
+}

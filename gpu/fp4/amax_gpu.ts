@@ -7,7 +7,7 @@
  */
 import kernel from "./amax.wgsl" with { type: "text" };
 import { busyGate } from "../busy_gate.ts";
-import type { GpuContext } from "../device.ts";
+import { buildComputePipeline, type GpuContext } from "../device.ts";
 import type { GpuRows } from "./encode_gpu.ts";
 
 const PROGRAM = "fp4_amax";
@@ -24,22 +24,7 @@ const pipelines = new WeakMap<GPUDevice, Promise<GPUComputePipeline>>();
 function pipelineOf(device: GPUDevice): Promise<GPUComputePipeline> {
   let pipeline = pipelines.get(device);
   if (pipeline === undefined) {
-    pipeline = (async () => {
-      device.pushErrorScope("validation");
-      const module = device.createShaderModule({ code: kernel, label: PROGRAM });
-      const built = device.createComputePipeline({
-        label: PROGRAM,
-        layout: "auto",
-        compute: { module, entryPoint: "main" },
-      });
-      const error = await device.popErrorScope();
-      if (error !== null) {
-        throw new Error(
-          `Cannot build the GPU program ${PROGRAM} as WebGPU rejected it: ${error.message}`,
-        );
-      }
-      return built;
-    })();
+    pipeline = buildComputePipeline(device, kernel, PROGRAM);
     pipelines.set(device, pipeline);
     pipeline.catch(() => pipelines.delete(device));
   }

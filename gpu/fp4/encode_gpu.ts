@@ -28,7 +28,7 @@
 import kernel from "./encode.wgsl" with { type: "text" };
 import { BufferPool } from "../buffer_pool.ts";
 import { busyGate } from "../busy_gate.ts";
-import type { GpuContext } from "../device.ts";
+import { buildComputePipeline, type GpuContext } from "../device.ts";
 import { fp4Bytes, type Fp4Format } from "./formats.ts";
 import { Fp4InputError, nonFiniteReason } from "./input_error.ts";
 import type { ResolvedFp4Search } from "./search_options.ts";
@@ -87,19 +87,7 @@ function stateOf(device: GPUDevice): Promise<DeviceState> {
 }
 
 async function build(device: GPUDevice): Promise<DeviceState> {
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ code: kernel, label: PROGRAM });
-  const pipeline = device.createComputePipeline({
-    label: PROGRAM,
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const error = await device.popErrorScope();
-  if (error !== null) {
-    throw new Error(
-      `Cannot build the GPU program ${PROGRAM} as WebGPU rejected it: ${error.message}`,
-    );
-  }
+  const pipeline = await buildComputePipeline(device, kernel, PROGRAM);
   return {
     pipeline,
     layout: pipeline.getBindGroupLayout(0),

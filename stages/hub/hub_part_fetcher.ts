@@ -128,55 +128,39 @@ async function _request(
     throw error;
   }
   if (body === null) throw new TransientError("the answer has no body");
-  const read = _bodyReader(body, sink);
+  // Each chunk is copied on arrival into the part's pieces, while it is fresh in the cache. (A
+  // BYOB reader cut user CPU by a third but raised kernel time about as much with 8 connections,
+  // and a failing BYOB read takes its buffer, with the bytes received before, along with it.)
+  const reader = body.getReader();
   const total = to - from;
   let left = total;
   try {
     while (left > 0) {
-      let n: number;
+      let next: ReadableStreamReadResult<Uint8Array>;
       try {
-        n = await read(left);
+        next = await reader.read();
       } catch (error) {
         throw network(error, `after ${total - left} of ${total} bytes`);
       }
-      if (n === 0) break;
+      if (next.done) break;
       watchdog.touch();
-      left -= n;
-      ctx.counters.bytesReceived += n;
+      let bytes = next.value.length > left ? next.value.subarray(0, left) : next.value;
+      left -= bytes.length;
+      ctx.counters.bytesReceived += bytes.length;
+      while (bytes.length > 0) {
+        const space = sink.space();
+        const n = Math.min(space.length, bytes.length);
+        space.set(bytes.subarray(0, n));
+        sink.filled(n);
+        bytes = bytes.subarray(n);
+      }
     }
   } finally {
-    await read.cancel();
+    await reader.cancel().catch(() => {});
   }
   if (left > 0) {
     throw new TransientError(`the body ended after ${total - left} of ${total} bytes`);
   }
-}
-
-/** Reads up to `max` body bytes into the sink; 0 at the end of the body. */
-type _BodyRead = ((max: number) => Promise<number>) & { cancel(): Promise<void> };
-
-/**
- * Copies a body into the sink's buffers chunk by chunk, while each chunk is fresh in the cache.
- * (A BYOB reader into one reused landing buffer cut user CPU by a third but raised kernel time
- * about as much with 8 connections; reading into the sink's buffers themselves would lose the
- * bytes received so far whenever a read fails, as a BYOB read takes its buffer with it.)
- */
-function _bodyReader(body: ReadableStream<Uint8Array>, sink: PartSink): _BodyRead {
-  const reader = body.getReader();
-  let rest: Uint8Array = new Uint8Array(0);
-  return Object.assign(async (max: number) => {
-    if (rest.length === 0) {
-      const next = await reader.read();
-      if (next.done) return 0;
-      rest = next.value;
-    }
-    const space = sink.space();
-    const n = Math.min(rest.length, space.length, max);
-    space.set(rest.subarray(0, n));
-    sink.filled(n);
-    rest = rest.subarray(n);
-    return n;
-  }, { cancel: () => reader.cancel().catch(() => {}) });
 }
 
 /** Status, commit, ETag and Content-Range of a range answer. */

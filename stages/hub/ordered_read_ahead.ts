@@ -11,8 +11,6 @@ import type { RangeChunk } from "../../pipeline/source.ts";
 import { PartBuffer, type PartSink } from "./part_buffer.ts";
 import type { RangePart } from "./range_parts.ts";
 
-export type { PartSink };
-
 /** Downloads one part into the sink, retrying as it sees fit; rejects to fail the stream. */
 export type FetchPart = (part: RangePart, sink: PartSink, signal: AbortSignal) => Promise<void>;
 

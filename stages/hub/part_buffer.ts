@@ -27,8 +27,9 @@ interface _Segment {
   /** The range the bytes belong to, or -1 for a gap between ranges (dropped). */
   readonly rangeIndex: number;
   readonly rangeOffset: number;
+  /** Whether the buffer comes from the pool (a piece big enough), else its own allocation. */
+  readonly pooled: boolean;
   buffer: ArrayBuffer | null;
-  pooled: boolean;
   filled: number;
 }
 
@@ -53,13 +54,15 @@ export class PartBuffer implements PartSink {
     this.#onBytes = onBytes;
     let at = part.start;
     const add = (end: number, rangeIndex: number, rangeOffset: number) => {
+      const length = end - at;
       this.#segments.push({
         start: at - part.start,
-        length: end - at,
+        length,
         rangeIndex,
         rangeOffset,
+        // Gaps are dropped, and small pieces would pin a whole pooled buffer.
+        pooled: rangeIndex >= 0 && length >= pool.capacity / 4,
         buffer: null,
-        pooled: false,
         filled: 0,
       });
       at = end;
@@ -86,11 +89,7 @@ export class PartBuffer implements PartSink {
     const at = this.position;
     const seg = this.#segments[this.#filling];
     if (!seg) throw new RangeError(`Cannot take more bytes: the part is complete at ${at}`);
-    if (seg.buffer === null) {
-      const pooled = seg.rangeIndex >= 0 && seg.length >= this.#pool.capacity / 4;
-      seg.buffer = pooled ? this.#pool.acquire() : new ArrayBuffer(seg.length);
-      seg.pooled = pooled;
-    }
+    seg.buffer ??= seg.pooled ? this.#pool.acquire() : new ArrayBuffer(seg.length);
     return new Uint8Array(seg.buffer, seg.filled, seg.length - seg.filled);
   }
 
