@@ -10,7 +10,8 @@
  * (reported apart). Needs only the runtime npm packages (tokenizer, Hub client), not llama.cpp.
  *
  * deno run -A bench/gpu_convert.ts [layers] [chunk MiB]
- * (SLUICE_BENCH_DIR keeps the generated model between runs; SLUICE_CPUPROF=DIR writes each
+ * (SLUICE_BENCH_DIR keeps the generated model between runs; SLUICE_CONTENDERS picks some, e.g.
+ * 'read,outer'; SLUICE_CPUPROF=DIR writes each
  * contender's main-thread CPU profile there, as DIR/<contender>.cpuprofile; SLUICE_TUNE sets the
  * encode stage's and GPU shell's knobs in every contender, e.g. '{"inFlight": 16, "keptBytes":
  * 134217728, "callBytes": 33554432, "pieceBytes": 16777216}'; SLUICE_MODE=rtn|window changes the scale
@@ -197,9 +198,12 @@ if (Deno.args[0] === "--child") {
   const work = keep ?? await Deno.makeTempDir({ prefix: "sluice-gpu-convert-" });
   await Deno.mkdir(work, { recursive: true });
   await generate(work, layers);
+  const picked = (Deno.env.get("SLUICE_CONTENDERS")?.split(",") ??
+    Object.keys(CONTENDERS)) as Contender[];
+  if (!picked.includes("read")) picked.unshift("read");
   const best = new Map<Contender, Result>();
   for (let round = 0; round < 2; round++) {
-    for (const contender of Object.keys(CONTENDERS) as Contender[]) {
+    for (const contender of picked) {
       const r = await run(work, contender, chunk);
       const old = best.get(contender);
       if (!old || r.seconds < old.seconds) best.set(contender, r);
@@ -212,8 +216,8 @@ if (Deno.args[0] === "--child") {
       Deno.env.get("SLUICE_TUNE") ?? "default"
     }`,
   );
-  for (const [contender, label] of Object.entries(CONTENDERS) as [Contender, string][]) {
-    const r = best.get(contender)!;
+  for (const contender of picked) {
+    const label = CONTENDERS[contender], r = best.get(contender)!;
     console.log(
       `${label}: ${(r.bytes / 1e9).toFixed(2)} GB BF16 in ${r.seconds.toFixed(2)} s = ` +
         `${rate(r).toFixed(2)} GB/s (${(rate(r) / rate(anchor)).toFixed(2)}× reading alone), ` +

@@ -6,6 +6,7 @@
  */
 import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
 import { fillOuterScales } from "../stages/amax_prepass.ts";
+import { EncoderPool } from "../stages/encode/encoder_pool.ts";
 import { planGpuOuterScales } from "../stages/encode/gpu_outer_scale.ts";
 import type { Fp4FormatName } from "../gpu/fp4/formats.ts";
 import type { TypeRules } from "./type_selection.ts";
@@ -161,11 +162,26 @@ function _defaultChunkSize(
  */
 export async function convert(options: ConvertOptions): Promise<ConvertStats> {
   const started = performance.now();
+  // One pool of workers (started as jobs come) for the outer-scale pre-pass and the encodes.
+  const pool = new EncoderPool(options.encode?.workers);
+  try {
+    return await _convert(options, started, pool);
+  } finally {
+    pool.close();
+  }
+}
+
+async function _convert(
+  options: ConvertOptions,
+  started: number,
+  pool: EncoderPool,
+): Promise<ConvertStats> {
   const onEvent = options.onEvent;
   const hub: HubSourceOptions = onEvent ? { ...options.hub, onEvent } : { ...options.hub };
   const { source, plan: p, imatrix } = await plan(options.input, { ...options, hub });
-  const encodeOptions: EncodeOptions = imatrix === null ? { ...options.encode } : {
+  const encodeOptions: EncodeOptions = imatrix === null ? { ...options.encode, pool } : {
     ...options.encode,
+    pool,
     // Experts (3-D) use one ne[0] slice per expert, as llama-quantize.
     imatrixFor: (t) => imatrix.weightsFor(t.name, t.ne[0]!, t.ne[2] ?? 1),
   };
@@ -184,6 +200,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertStats> {
   const gpuOuterScales = await planGpuOuterScales(p.tensors, encodeOptions);
   await fillOuterScales(source, p.tensors.filter((_, i) => !gpuOuterScales.has(i)), {
     fourOverSix: options.encode?.fourOverSix ?? false,
+    pool,
     ...(chunkSize === undefined ? {} : { chunkSize }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });

@@ -25,6 +25,8 @@ export interface OuterScaleOptions {
   fourOverSix?: boolean;
   chunkSize?: number;
   signal?: AbortSignal;
+  /** Workers started by the caller (who closes them); otherwise started here when needed. */
+  pool?: EncoderPool;
 }
 
 /** Measures each outer-scaled tensor's amax and writes its outer scale into the plan. */
@@ -54,7 +56,7 @@ export async function fillOuterScales(
         continue;
       }
       inFlight.push(
-        (workers.pool ??= new EncoderPool()).amax(dtype, bytes).then((m) => {
+        (options.pool ?? (workers.pool ??= new EncoderPool())).amax(dtype, bytes).then((m) => {
           amax[tensor] = Math.max(amax[tensor]!, m);
         }),
       );

@@ -52,6 +52,11 @@ export interface EncodeOptions {
   /** Workers for Q8_0 and NaN scans. @default one per core beyond the main thread (1..4) */
   workers?: number;
   /**
+   * Workers started by the caller (who closes them), so they are up before the first piece;
+   * otherwise the stage starts its own at the first big CPU encode.
+   */
+  pool?: EncoderPool;
+  /**
    * GPU bytes for outer-scaled tensors kept on the GPU until their last piece is in, so their
    * outer scale needs no second read (stages/encode/gpu_outer_scale.ts); larger tensors use the
    * pre-pass. @default 2 GiB on a hardware GPU, 0 (the pre-pass) on a software adapter
@@ -74,13 +79,31 @@ const IN_FLIGHT = 8;
  */
 const KEPT_BYTES = 64 << 20;
 
-/** Knobs for benches (bench/gpu_convert.ts), not callers: the defaults are the measured best. */
-export const encodeStreamTuning = { inFlight: IN_FLIGHT, keptBytes: KEPT_BYTES };
+/**
+ * Elements of a tensor below which its pieces are encoded here unless workers already run:
+ * starting the first one blocks this thread 12–38 ms, about what Q8_0 of 4 Mi elements costs
+ * here (a small token_embd before a GPU run, say).
+ */
+const POOL_MIN_TENSOR = 4 << 20;
+
+/**
+ * Knobs for benches (bench/gpu_convert.ts) and tests, not callers: the defaults are the measured
+ * best.
+ */
+export const encodeStreamTuning = {
+  inFlight: IN_FLIGHT,
+  keptBytes: KEPT_BYTES,
+  poolMinTensor: POOL_MIN_TENSOR,
+};
 
 const PASSTHROUGH: Record<string, string> = { F32: "F32", F16: "F16", BF16: "BF16" };
 
 /** Pieces smaller than this are cheaper on the main thread than a round trip to a worker. */
 const POOL_MIN_BYTES = 256 << 10;
+
+function _elements(t: PlannedTensor): number {
+  return t.ne.reduce((a, b) => a * b, 1);
+}
 
 function _source(t: PlannedTensor): string {
   return t.origin.kind === "checkpoint"
@@ -142,7 +165,7 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       ? new GpuOuterScales(tensors, options, gpuOuterScales)
       : null;
     let pool: EncoderPool | null = null;
-    const workers = (): EncoderPool => pool ??= new EncoderPool(options.workers);
+    const workers = (): EncoderPool => options.pool ?? (pool ??= new EncoderPool(options.workers));
     const closePool = () => {
       pool?.close();
       pool = null;
@@ -208,7 +231,10 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       const elemBytes = floatDtypeBytes(piece.dtype);
       if (t.type.name === "Q8_0") {
         // One pass from source bytes, without a full float32 copy; big pieces on a worker.
-        if (piece.bytes.length >= POOL_MIN_BYTES) {
+        if (
+          piece.bytes.length >= POOL_MIN_BYTES &&
+          (workers().started || _elements(t) >= encodeStreamTuning.poolMinTensor)
+        ) {
           const { out, bad } = await workers().q8_0(piece.dtype, piece.bytes);
           if (bad >= 0) fail(bad, "is NaN or infinite");
           return { tensor: piece.tensor, bytes: out };

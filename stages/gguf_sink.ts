@@ -8,7 +8,7 @@
  */
 import type { GgufLayout } from "../pipeline/gguf_header.ts";
 import type { EncodedPiece, SourceBytes } from "./tensor_piece.ts";
-import { type KernelCopier, openKernelCopier } from "./file_copy.ts";
+import { type KernelOutput, openKernelOutput } from "./kernel_output.ts";
 
 /** Called after each write with the bytes written so far. */
 export type SinkProgress = (written: number, tensor: number) => void;
@@ -31,9 +31,9 @@ export interface GgufSinkOptions {
 export const PARTIAL_SUFFIX = ".partial";
 
 /**
- * Largest single write. Deno's async write slows down badly above about 1 MiB (2 GB in 8 MiB
- * writes: 7.7 s; in 1 MiB writes: 0.5 s, measured on this project's machines), so bigger buffers
- * go out in slices.
+ * Largest single write through Deno (the fallback when the kernel handle is missing). Deno's async
+ * write slows down badly above about 1 MiB (2 GB in 8 MiB writes: 7.7 s; in 1 MiB writes: 0.5 s,
+ * measured on this project's machines), so bigger buffers go out in slices.
  */
 const MAX_WRITE = 1 << 20;
 
@@ -49,38 +49,59 @@ const WRITEBACK_EVERY = 32 << 20;
 /** Largest run of unchanged source bytes handed to the kernel in one copy. */
 const MAX_SPAN = 16 << 20;
 
-/** A run of output bytes that equals a run of one source file, not yet copied. */
+/**
+ * Bytes handed to the kernel and not yet on file. Their buffers stay held until then, so this
+ * bounds the memory the sink adds; a new write waits while more is in flight.
+ */
+const MAX_IN_FLIGHT = 32 << 20;
+
+/** Output bytes `[start, start + length)` being written or copied by the kernel. */
+interface _KernelJob {
+  readonly start: number;
+  readonly length: number;
+  /** The same bytes in memory, written through Deno if the kernel fails. */
+  readonly pieces: Uint8Array[];
+  /** Gives those pieces' buffers back once the bytes are on file. */
+  readonly releases: (() => void)[];
+  /** Resolves whether the kernel did it all; never rejects. */
+  readonly done: Promise<boolean>;
+  /** Set once the kernel succeeded (the job's buffers are given back then). */
+  ok: boolean;
+}
+
+/** A run of output bytes that equals a run of one source file, gathering before its copy. */
 interface _Span {
   readonly path: string;
   readonly sourceStart: number;
   readonly outputStart: number;
   length: number;
-  /** The same bytes in memory, written instead if the kernel copy fails. */
   readonly pieces: Uint8Array[];
-  /** Gives those pieces' buffers back once the span is on file. */
   readonly releases: (() => void)[];
 }
 
 /**
- * The output file at explicit offsets: small pieces are gathered into few writes, big ones go
- * straight to the file, and bytes known to equal a local source file are copied file to file by
- * the kernel (one copy in flight while the next span gathers). Every 32 MiB, what is on file
- * goes to the disk's writeback early.
+ * The output file at explicit offsets. With the kernel handle (Linux, FFI allowed), pieces are
+ * written by `pwrite` and bytes known to equal a local source file are copied file to file, both
+ * on threads of their own and several at once, while the main thread goes on; small pieces are
+ * gathered into few writes. Every 32 MiB, what is on file goes to the disk's writeback early.
+ * Without the handle, or once the kernel fails, bytes are written through Deno.
  */
 class _Output {
   readonly #file: Deno.FsFile;
-  #copier: KernelCopier | null;
+  #kernel: KernelOutput | null;
   readonly #localPath: ((path: string) => string) | null;
-  readonly #buf = new Uint8Array(SMALL_PIECE);
+  #buf = new Uint8Array(SMALL_PIECE);
   #used = 0;
   /** Offset of the next byte handed to {@linkcode write}. */
   #end = 0;
-  /** Where the file's own position is. */
+  /** Where the Deno file's own position is. */
   #filePos = 0;
   #span: _Span | null = null;
-  #copying: { span: _Span; done: Promise<boolean> } | null = null;
-  /** The kernel refused a copy: the rest is written from memory. */
-  #copyFailed = false;
+  /** Kernel jobs not yet settled, in output order. */
+  readonly #jobs: _KernelJob[] = [];
+  #inFlight = 0;
+  /** The kernel failed once: the rest goes through Deno. */
+  #kernelFailed = false;
   /** Output bytes before this offset were handed to the disk's writeback. */
   #writebackFrom = 0;
   /** Bytes the kernel copied. */
@@ -88,45 +109,45 @@ class _Output {
 
   constructor(
     file: Deno.FsFile,
-    copier: KernelCopier | null,
+    kernel: KernelOutput | null,
     localPath: ((path: string) => string) | null,
   ) {
     this.#file = file;
-    this.#copier = copier;
+    this.#kernel = kernel;
     this.#localPath = localPath;
   }
 
   /** Appends `bytes`, then calls `release` once they are on file or copied. */
   async write(bytes: Uint8Array, origin?: SourceBytes, release?: () => void): Promise<void> {
-    if (origin && this.#copier && !this.#copyFailed && this.#localPath) {
+    if (origin && this.#localPath && this.#kernel && !this.#kernelFailed) {
       return await this.#extendSpan(this.#localPath(origin.path), origin.offset, bytes, release);
     }
     await this.#issueSpan();
     if (this.#used + bytes.length > this.#buf.length) await this.#flushBuffer();
     if (bytes.length >= this.#buf.length) {
-      await this.#writeAt(this.#end, bytes);
+      await this.#put(this.#end, bytes, release);
     } else {
       this.#buf.set(bytes, this.#used);
       this.#used += bytes.length;
+      release?.();
     }
     this.#end += bytes.length;
-    release?.();
   }
 
   /** Writes and copies everything pending and waits for every byte to reach the disk. */
   async sync(): Promise<void> {
     await this.#issueSpan();
-    await this.#settleCopy();
     await this.#flushBuffer();
+    await this.#settle(0, this.#end);
     await this.#file.syncData();
   }
 
-  /** Drops the copier's descriptors; waits for a copy still running so none is cut off. */
+  /** Drops the kernel's descriptors; waits for its jobs still running so none is cut off. */
   async close(): Promise<void> {
-    await this.#copying?.done;
-    this.#copying = null;
-    this.#copier?.close();
-    this.#copier = null;
+    await Promise.all(this.#jobs.map((job) => job.done));
+    this.#jobs.length = 0;
+    this.#kernel?.close();
+    this.#kernel = null;
   }
 
   async #extendSpan(
@@ -157,66 +178,110 @@ class _Output {
     this.#end += bytes.length;
   }
 
-  /** Starts the kernel copy of the gathered span, after the previous one has finished. */
+  /** Hands the gathered span to the kernel's copy. */
   async #issueSpan(): Promise<void> {
     const span = this.#span;
     if (span === null) return;
     this.#span = null;
-    await this.#settleCopy();
-    if (this.#copier === null || this.#copyFailed) return await this.#writePieces(span);
-    // The pieces stay held until the copy settles: a failed copy writes them instead.
-    const done = this.#copier.copy(span.path, span.sourceStart, span.outputStart, span.length)
-      .catch(() => false);
-    this.#copying = { span, done };
+    await this.#settle(MAX_IN_FLIGHT - span.length, span.outputStart);
+    const kernel = this.#kernel;
+    if (kernel === null || this.#kernelFailed) {
+      return await this.#writeThroughDeno(span.outputStart, span.pieces, span.releases);
+    }
+    const done = kernel.copy(span.path, span.sourceStart, span.outputStart, span.length);
+    this.#track(span.outputStart, span.length, span.pieces, span.releases, done, true);
   }
 
-  /** Waits for the copy in flight; if the kernel failed, writes its bytes and stops copying. */
-  async #settleCopy(): Promise<void> {
-    const copying = this.#copying;
-    if (copying === null) return;
-    this.#copying = null;
-    if (await copying.done) {
-      this.copied += copying.span.length;
-      this.#startWriteback(copying.span.outputStart + copying.span.length);
-      for (const release of copying.span.releases) release();
-      return;
+  /** Writes `bytes` at `offset` through the kernel, or through Deno once that is not possible. */
+  async #put(offset: number, bytes: Uint8Array, release?: () => void): Promise<void> {
+    const releases = release ? [release] : [];
+    const kernel = this.#kernel;
+    if (kernel === null || this.#kernelFailed) {
+      return await this.#writeThroughDeno(offset, [bytes], releases);
     }
-    this.#copyFailed = true;
-    await this.#writePieces(copying.span);
+    await this.#settle(MAX_IN_FLIGHT - bytes.length, offset);
+    this.#track(offset, bytes.length, [bytes], releases, kernel.write(offset, bytes), false);
+  }
+
+  #track(
+    start: number,
+    length: number,
+    pieces: Uint8Array[],
+    releases: (() => void)[],
+    work: Promise<boolean>,
+    copy: boolean,
+  ): void {
+    const job: _KernelJob = {
+      start,
+      length,
+      pieces,
+      releases,
+      done: work.catch(() => false),
+      ok: false,
+    };
+    this.#inFlight += length;
+    // Given back as soon as the kernel is done, not when the job is next looked at.
+    job.done.then((ok) => {
+      if (!ok) return;
+      job.ok = true;
+      if (copy) this.copied += length;
+      for (const r of releases) r();
+    });
+    this.#jobs.push(job);
+  }
+
+  /**
+   * Settles the oldest kernel jobs until at most `limit` bytes are in flight; a job the kernel
+   * failed is written through Deno instead (and the kernel is not asked again). `next` is where
+   * the bytes not yet handed to the kernel begin.
+   */
+  async #settle(limit: number, next: number): Promise<void> {
+    while (this.#jobs.length > 0 && (this.#inFlight > limit || this.#jobs[0]!.ok)) {
+      const job = this.#jobs[0]!;
+      await job.done;
+      this.#jobs.shift();
+      this.#inFlight -= job.length;
+      if (!job.ok) {
+        this.#kernelFailed = true;
+        await this.#writeThroughDeno(job.start, job.pieces, job.releases);
+      }
+    }
+    this.#startWriteback(this.#jobs[0]?.start ?? next);
   }
 
   /** Starts writing back what lies before `end` once enough has gathered. */
   #startWriteback(end: number): void {
-    if (this.#copier === null || end - this.#writebackFrom < WRITEBACK_EVERY) return;
-    this.#copier.startWriteback(this.#writebackFrom, end - this.#writebackFrom);
+    if (this.#kernel === null || end - this.#writebackFrom < WRITEBACK_EVERY) return;
+    this.#kernel.startWriteback(this.#writebackFrom, end - this.#writebackFrom);
     this.#writebackFrom = end;
-  }
-
-  async #writePieces(span: _Span): Promise<void> {
-    let at = span.outputStart;
-    for (const piece of span.pieces) {
-      await this.#writeAt(at, piece);
-      at += piece.length;
-    }
-    for (const release of span.releases) release();
   }
 
   async #flushBuffer(): Promise<void> {
     if (this.#used === 0) return;
-    await this.#writeAt(this.#end - this.#used, this.#buf.subarray(0, this.#used));
+    const bytes = this.#buf.subarray(0, this.#used);
+    // The kernel may still read the old buffer: gather into a new one.
+    this.#buf = new Uint8Array(SMALL_PIECE);
     this.#used = 0;
+    await this.#put(this.#end - bytes.length, bytes);
   }
 
-  async #writeAt(offset: number, bytes: Uint8Array): Promise<void> {
-    if (this.#filePos !== offset) await this.#file.seek(offset, Deno.SeekMode.Start);
-    let done = 0;
-    while (done < bytes.length) {
-      done += await this.#file.write(
-        bytes.subarray(done, Math.min(bytes.length, done + MAX_WRITE)),
-      );
+  async #writeThroughDeno(
+    offset: number,
+    pieces: readonly Uint8Array[],
+    releases: readonly (() => void)[],
+  ): Promise<void> {
+    for (const bytes of pieces) {
+      if (this.#filePos !== offset) await this.#file.seek(offset, Deno.SeekMode.Start);
+      let done = 0;
+      while (done < bytes.length) {
+        done += await this.#file.write(
+          bytes.subarray(done, Math.min(bytes.length, done + MAX_WRITE)),
+        );
+      }
+      offset += bytes.length;
+      this.#filePos = offset;
     }
-    this.#filePos = offset + bytes.length;
-    this.#startWriteback(this.#filePos);
+    for (const r of releases) r();
   }
 }
 
@@ -265,8 +330,7 @@ export class GgufSink extends WritableStream<EncodedPiece> {
             `Cannot write output ${partial}: ${(e as Error).message}`,
           );
         }
-        const copier = openKernelCopier(partial);
-        out = new _Output(file, copier, options.localPath ?? null);
+        out = new _Output(file, openKernelOutput(partial), options.localPath ?? null);
         try {
           await out.write(layout.header);
         } catch (e) {

@@ -8,6 +8,7 @@ import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { convert, plan } from "../mod.ts";
 import { generateModel } from "../testing/synthetic_model.ts";
 import { LocalSource } from "../stages/local_source.ts";
+import { encodeStreamTuning } from "../stages/encode_stream.ts";
 import type { ModelSource } from "../pipeline/source.ts";
 
 const U32 = GGUFValueType.UINT32, F32 = GGUFValueType.FLOAT32, STR = GGUFValueType.STRING;
@@ -150,6 +151,28 @@ Deno.test("convert() copies unchanged tensors file to file with the bytes it wou
   );
 });
 
+Deno.test("without FFI the CLI writes through Deno the bytes the kernel writes", async () => {
+  await withModel(
+    { arch: "llama", seed: 9, dtype: "BF16", maxShardBytes: 60_000 },
+    async (dir, work) => {
+      const cli = new URL("../cli.ts", import.meta.url).pathname;
+      for (const type of ["bf16", "q8_0"] as const) {
+        const kernel = `${work}/kernel-${type}.gguf`, deno = `${work}/deno-${type}.gguf`;
+        await convert({ input: dir, output: kernel, type, tokenizerPre: "llama-bpe" });
+        const run = await new Deno.Command(Deno.execPath(), {
+          // No --allow-ffi: libc cannot be loaded, so nothing is copied or written by it.
+          args: ["run", "--allow-read", "--allow-write", "--allow-env", cli, "convert", dir, "-o"]
+            .concat([deno, "--type", type, "--tokenizer-pre", "llama-bpe", "--log-format", "json"]),
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(run.code, 0, new TextDecoder().decode(run.stderr));
+        assertEquals(await Deno.readFile(deno), await Deno.readFile(kernel), type);
+      }
+    },
+  );
+});
+
 Deno.test("sluice inspect shows the planned tensor table and size without reading weights", async () => {
   await withModel({ arch: "qwen2", seed: 6, dtype: "BF16" }, async (dir) => {
     const run = await new Deno.Command(Deno.execPath(), {
@@ -177,6 +200,17 @@ Deno.test("sluice inspect shows the planned tensor table and size without readin
 });
 
 Deno.test("convert() encodes big pieces on workers with the same bytes and NaN reports", async () => {
+  // Workers serve tensors of every size here (by default only those of 4 Mi elements or more).
+  const { poolMinTensor } = encodeStreamTuning;
+  encodeStreamTuning.poolMinTensor = 0;
+  try {
+    await _encodesOnWorkers();
+  } finally {
+    encodeStreamTuning.poolMinTensor = poolMinTensor;
+  }
+});
+
+async function _encodesOnWorkers() {
   await withModel(
     { arch: "llama", seed: 8, dtype: "BF16", hiddenSize: 256, intermediateSize: 1024 },
     async (dir, work) => {
@@ -215,4 +249,4 @@ Deno.test("convert() encodes big pieces on workers with the same bytes and NaN r
       }
     },
   );
-});
+}
