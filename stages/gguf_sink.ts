@@ -53,7 +53,7 @@ const MAX_SPAN = 16 << 20;
  * Bytes handed to the kernel and not yet on file. Their buffers stay held until then, so this
  * bounds the memory the sink adds; a new write waits while more is in flight.
  */
-const MAX_IN_FLIGHT = 32 << 20;
+const MAX_IN_FLIGHT = 16 << 20;
 
 /** Output bytes `[start, start + length)` being written or copied by the kernel. */
 interface _KernelJob {
