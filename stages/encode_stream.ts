@@ -248,12 +248,19 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       if (t.fp4 !== null) {
         const at = { tensor: piece.tensor, firstRow: piece.firstRow, elements: n };
         return await fp4Piece(at, async () => {
-          const encoder = await fp4EncoderFor(piece.tensor);
-          // The GPU widens BF16 itself: half the upload and no decode on this thread.
-          if (piece.dtype === "BF16") return await encoder.encodeBf16(piece.bytes);
-          const values = new Float32Array(n);
-          decodeFloats(piece.dtype, piece.bytes, values);
-          return await encoder.encode(values);
+          try {
+            const encoder = await fp4EncoderFor(piece.tensor);
+            // The GPU widens BF16 itself: half the upload and no decode on this thread.
+            if (piece.dtype === "BF16") return encoder.encodeBf16(piece.bytes);
+            const values = new Float32Array(n);
+            decodeFloats(piece.dtype, piece.bytes, values);
+            return encoder.encode(values);
+          } finally {
+            // An encoder has read its input once the call returns (uploaded, or encoded on the
+            // CPU): the buffer goes back now, not when the GPU answers, so the source reuses it
+            // instead of allocating (and faulting in) a fresh one for every piece in flight.
+            piece.release?.();
+          }
         });
       }
       const values = new Float32Array(n);
@@ -284,10 +291,13 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
       }
       // A generated tensor (an outer scale) is read once every piece before it is encoded: an
       // outer scale found on the GPU is known only then.
-      const result = tensors[piece.tensor]!.origin.kind === "generated" && gpuScales !== null
+      const t = tensors[piece.tensor]!;
+      const result = t.origin.kind === "generated" && gpuScales !== null
         ? Promise.allSettled(pending.map((j) => j.result)).then(() => encode(piece))
         : encode(piece);
-      return { result, settled: false, started: true };
+      // FP4 encodes give their input back themselves (see `encode`).
+      const released = t.fp4 !== null;
+      return { result, settled: false, started: true, released };
     };
 
     super({

@@ -71,10 +71,11 @@ function _cString(s: string): Uint8Array<ArrayBuffer> {
 /** One output file written and filled by the kernel, off the main thread. */
 export interface KernelOutput {
   /**
-   * Copies `length` bytes of `source` from `sourceOffset` to `outputOffset` of the output.
+   * Copies `length` bytes of the file at `path` from `sourceOffset` to `outputOffset` of the
+   * output (several copies may run at once).
    * Resolves false when the kernel could not copy all of them (the caller then writes them).
    */
-  copy(source: string, sourceOffset: number, outputOffset: number, length: number): Promise<
+  copy(path: string, sourceOffset: number, outputOffset: number, length: number): Promise<
     boolean
   >;
   /**
@@ -94,35 +95,46 @@ export function openKernelOutput(output: string): KernelOutput | null {
   if (!lib) return null;
   const out = lib.symbols.open(_cString(output), O_WRONLY | O_CLOEXEC);
   if (out < 0) return null;
-  // Shards are read one after another: keep the current one open.
-  let sourcePath = "";
-  let sourceFd = -1;
-  const closeSource = () => {
-    if (sourceFd >= 0) lib.symbols.close(sourceFd);
-    sourceFd = -1;
-    sourcePath = "";
+  // Shards are read one after another: the latest one stays open. Several copies may run at
+  // once, so a descriptor is closed only when no copy uses it.
+  const sources = new Map<string, { fd: number; users: number }>();
+  let latest = "";
+  const closeIdle = () => {
+    for (const [path, source] of sources) {
+      if (source.users > 0 || path === latest) continue;
+      lib.symbols.close(source.fd);
+      sources.delete(path);
+    }
   };
   return {
-    async copy(source, sourceOffset, outputOffset, length) {
-      if (source !== sourcePath) {
-        closeSource();
-        sourceFd = lib.symbols.open(_cString(source), O_RDONLY | O_CLOEXEC);
-        if (sourceFd < 0) return false;
-        sourcePath = source;
+    async copy(path, sourceOffset, outputOffset, length) {
+      let source = sources.get(path);
+      if (source === undefined) {
+        const fd = lib.symbols.open(_cString(path), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return false;
+        source = { fd, users: 0 };
+        sources.set(path, source);
       }
-      // The kernel advances these offsets itself as it copies.
-      const from = new BigInt64Array([BigInt(sourceOffset)]);
-      const to = new BigInt64Array([BigInt(outputOffset)]);
-      let left = length;
-      while (left > 0) {
-        const n = Number(
-          await lib.symbols.copy_file_range(sourceFd, from, out, to, BigInt(left), 0),
-        );
-        // -1: refused (EXDEV, ENOSYS, EINVAL, ...); 0: the source ended early.
-        if (n <= 0) return false;
-        left -= n;
+      latest = path;
+      source.users++;
+      try {
+        // The kernel advances these offsets itself as it copies.
+        const from = new BigInt64Array([BigInt(sourceOffset)]);
+        const to = new BigInt64Array([BigInt(outputOffset)]);
+        let left = length;
+        while (left > 0) {
+          const n = Number(
+            await lib.symbols.copy_file_range(source.fd, from, out, to, BigInt(left), 0),
+          );
+          // -1: refused (EXDEV, ENOSYS, EINVAL, ...); 0: the source ended early.
+          if (n <= 0) return false;
+          left -= n;
+        }
+        return true;
+      } finally {
+        source.users--;
+        closeIdle();
       }
-      return true;
     },
     async write(offset, bytes) {
       let done = 0;
@@ -142,7 +154,8 @@ export function openKernelOutput(output: string): KernelOutput | null {
       lib.symbols.sync_file_range(out, BigInt(offset), BigInt(length), 2).catch(() => {});
     },
     close() {
-      closeSource();
+      latest = "";
+      closeIdle();
       lib.symbols.close(out);
     },
   };

@@ -44,7 +44,9 @@ export interface Fp4Encoder {
   readonly device: "gpu" | "cpu";
   /**
    * Encodes whole rows. Calls may overlap; each resolves to its own bytes. The imatrix given at
-   * creation must not change while the encoder is in use (the GPU keeps a copy).
+   * creation must not change while the encoder is in use (the GPU keeps a copy). The rows are
+   * read before the call returns (uploaded, or encoded on the CPU), so the caller may reuse them
+   * then; only an error's reason (NaN or which infinity) looks at them again.
    * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
    */
   encode(rows: Float32Array): Promise<Uint8Array>;

@@ -1,0 +1,102 @@
+/**
+ * Buffer releases are safe: every stage that gives a piece's buffer back (the encode stage after
+ * an upload or a CPU encode, Q/K permute, the sink) must be done reading it. Here each release
+ * overwrites the piece's bytes with 0xff (NaN in BF16) at once, as a reused buffer would be
+ * overwritten later; the encoded bytes must equal a run whose releases do nothing.
+ */
+import { assert, assertEquals } from "./_assert.ts";
+import { plan } from "../pipeline/convert.ts";
+import { acquireGpu } from "../gpu/device.ts";
+import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
+import { planGpuOuterScales } from "../stages/encode/gpu_outer_scale.ts";
+import { fillOuterScales } from "../stages/amax_prepass.ts";
+import { QkPermuteStream } from "../stages/qk_permute_stream.ts";
+import { planRanges, RowGroupStream } from "../stages/row_group_stream.ts";
+import type { EncodedPiece, TensorPiece } from "../stages/tensor_piece.ts";
+import { generateModel } from "../testing/synthetic_model.ts";
+
+const gpu = await acquireGpu("auto");
+if (gpu === null) console.warn("piece_release_test: GPU cases skipped, WebGPU has no adapter here");
+
+/** Encoded bytes of every tensor, in order; `poison` makes each release overwrite its bytes. */
+async function encodeAll(
+  dir: string,
+  type: "nvfp4" | "q8_0" | "bf16",
+  encode: EncodeOptions,
+  poison: boolean,
+): Promise<{ bytes: Uint8Array[]; released: number }> {
+  const { source, plan: p } = await plan(dir, { type, tokenizerPre: "llama-bpe" });
+  const onGpu = await planGpuOuterScales(p.tensors, encode);
+  await fillOuterScales(source, p.tensors.filter((_, i) => !onGpu.has(i)));
+  let released = 0;
+  const own = new TransformStream<TensorPiece, TensorPiece>({
+    transform(piece, controller) {
+      // Generated tensors (outer scales) have no buffer to give back, and their bytes are a live
+      // view that the GPU's amax fills in later: passed on as they are.
+      if (piece.release === undefined) return controller.enqueue(piece);
+      // A buffer of its own per piece, so a poisoned one cannot be read through another view.
+      const bytes = piece.bytes.slice();
+      piece.release?.();
+      controller.enqueue({
+        tensor: piece.tensor,
+        dtype: piece.dtype,
+        firstRow: piece.firstRow,
+        bytes,
+        release: () => {
+          released++;
+          if (poison) bytes.fill(0xff);
+        },
+      });
+    },
+  });
+  const out: Uint8Array[] = [];
+  await source.readRanges(planRanges(p.tensors), { chunkSize: 32 << 10 })
+    .pipeThrough(new RowGroupStream(p.tensors))
+    .pipeThrough(own)
+    .pipeThrough(new QkPermuteStream(p.tensors))
+    .pipeThrough(new EncodeStream(p.tensors, encode, onGpu))
+    .pipeTo(
+      new WritableStream<EncodedPiece>({
+        write(piece) {
+          out.push(piece.bytes.slice());
+          piece.release?.();
+        },
+      }),
+    );
+  return { bytes: out, released };
+}
+
+Deno.test("no stage reads a piece's bytes after giving its buffer back", async () => {
+  const work = await Deno.makeTempDir({ prefix: "sluice-release-" });
+  try {
+    const dir = `${work}/model`;
+    await generateModel(dir, {
+      arch: "llama",
+      seed: 12,
+      dtype: "BF16",
+      hiddenSize: 256,
+      intermediateSize: 512,
+    });
+    const cases: [string, "nvfp4" | "q8_0" | "bf16", EncodeOptions][] = [
+      ["bf16", "bf16", {}],
+      ["q8_0", "q8_0", {}],
+      ["nvfp4 on the CPU", "nvfp4", { mode: "window", device: "cpu" }],
+    ];
+    if (gpu !== null) {
+      cases.push(["nvfp4 on the GPU", "nvfp4", { mode: "window", device: "gpu" }]);
+      cases.push(["nvfp4 kept on the GPU for its outer scale", "nvfp4", {
+        mode: "window",
+        device: "gpu",
+        gpuOuterScaleBytes: 2 ** 30,
+      }]);
+    }
+    for (const [label, type, encode] of cases) {
+      const plain = await encodeAll(dir, type, encode, false);
+      const poisoned = await encodeAll(dir, type, encode, true);
+      assert(poisoned.released > 0, `${label}: no piece was released`);
+      assertEquals(poisoned.bytes, plain.bytes, label);
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
