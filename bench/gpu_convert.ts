@@ -9,13 +9,13 @@
  * best time counts. A process opens the GPU and builds its kernels before its clock starts
  * (reported apart). Needs only the runtime npm packages (tokenizer, Hub client), not llama.cpp.
  *
- * deno run -A bench/gpu_convert.ts [layers] [chunk MiB]
+ * deno task bench gpu [layers] [chunk MiB]   (or deno run -A bench/gpu_convert.ts [layers] ...)
  * (SLUICE_BENCH_DIR keeps the generated model between runs; SLUICE_CONTENDERS picks some, e.g.
  * 'read,outer'; SLUICE_CPUPROF=DIR writes each
  * contender's main-thread CPU profile there, as DIR/<contender>.cpuprofile; SLUICE_TUNE sets the
  * encode stage's and GPU shell's knobs in every contender, e.g. '{"inFlight": 16, "keptBytes":
- * 134217728, "callBytes": 33554432, "pieceBytes": 16777216}'; SLUICE_MODE=rtn|window changes the scale
- * search, to tell the kernel's share.)
+ * 134217728, "callBytes": 33554432, "pieceBytes": 16777216}'; SLUICE_MODE=rtn|window changes the
+ * scale search, to tell the kernel's share.)
  *
  * @module
  */
@@ -188,12 +188,10 @@ async function run(work: string, contender: Contender, chunk: string | undefined
   return JSON.parse(lines.at(-1)!) as Result;
 }
 
-if (Deno.args[0] === "--child") {
-  const chunk = Deno.args[3];
-  await child(Deno.args[1]!, Deno.args[2] as Contender, chunk ? Number(chunk) << 20 : undefined);
-} else {
-  const layers = Number(Deno.args[0] ?? 10);
-  const chunk = Deno.args[1];
+/** The parent: generates the model, runs each contender twice in its own process, reports. */
+export async function benchGpuConvert(args: readonly string[]): Promise<void> {
+  const layers = Number(args[0] ?? 10);
+  const chunk = args[1];
   const keep = Deno.env.get("SLUICE_BENCH_DIR");
   const work = keep ?? await Deno.makeTempDir({ prefix: "sluice-gpu-convert-" });
   await Deno.mkdir(work, { recursive: true });
@@ -228,4 +226,11 @@ if (Deno.args[0] === "--child") {
     );
   }
   if (!keep) await Deno.remove(work, { recursive: true });
+}
+
+if (import.meta.main && Deno.args[0] === "--child") {
+  const chunk = Deno.args[3];
+  await child(Deno.args[1]!, Deno.args[2] as Contender, chunk ? Number(chunk) << 20 : undefined);
+} else if (import.meta.main) {
+  await benchGpuConvert(Deno.args);
 }

@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<void>> = {
     console.log();
     await (await import("./encode_fp4.ts")).benchFp4();
   },
+  gpu: async () => (await import("./gpu_convert.ts")).benchGpuConvert(Deno.args.slice(1)),
   quality: async () => {
     const { benchQuality, qualityArgs } = await import("./quality.ts");
     await benchQuality(qualityArgs(Deno.args.slice(1)));

@@ -66,6 +66,11 @@ export interface PlannedTensor {
   readonly note: string | null;
 }
 
+/** Elements of a planned tensor (the product of its dims). */
+export function tensorElements(t: PlannedTensor): number {
+  return t.ne.reduce((a, b) => a * b, 1);
+}
+
 /** Everything needed to write the file. */
 export interface ConversionPlan {
   readonly config: ModelConfig;

@@ -22,7 +22,7 @@ export interface PooledBytes {
  * Most bytes kept idle in a pool by default: about the pieces a local run has in flight (4 reads,
  * a few queued between stages), so a buffer given back is not dropped only for a fresh one to be
  * allocated a moment later (H100 NVFP4 without outer scales: 1.94–2.00 GB/s against 1.69 with
- * 32 MiB, bench/gpu_convert.ts 20).
+ * 32 MiB, `deno task bench gpu 20`).
  */
 const IDLE_BYTES = 64 << 20;
 

@@ -13,7 +13,7 @@ import { createFp4Encoder, type Fp4Encoder } from "../gpu/fp4/encode.ts";
 import { fp4Bytes, fp4Format, type Fp4Weighting } from "../gpu/fp4/formats.ts";
 import { Fp4InputError } from "../gpu/fp4/input_error.ts";
 import type { Fp4SearchMode } from "../gpu/fp4/search_options.ts";
-import type { PlannedTensor } from "../pipeline/plan.ts";
+import { type PlannedTensor, tensorElements } from "../pipeline/plan.ts";
 import { findNonFinite, findNonFiniteHalf } from "./encode/finite.ts";
 import { decodeFloats, encodeBf16, encodeF16, floatDtypeBytes } from "./encode/float_codecs.ts";
 import { encodeQ8_0FromBytes, q8_0Bytes } from "./encode/q8_0.ts";
@@ -101,10 +101,6 @@ const PASSTHROUGH: Record<string, string> = { F32: "F32", F16: "F16", BF16: "BF1
 /** Pieces smaller than this are cheaper on the main thread than a round trip to a worker. */
 const POOL_MIN_BYTES = 256 << 10;
 
-function _elements(t: PlannedTensor): number {
-  return t.ne.reduce((a, b) => a * b, 1);
-}
-
 function _source(t: PlannedTensor): string {
   return t.origin.kind === "checkpoint"
     ? `${t.origin.entry.name} in ${t.origin.file}`
@@ -143,7 +139,7 @@ interface _Job {
    * on the GPU: that waits for the tensor's later pieces, which only new input brings.
    */
   started: boolean;
-  /** Its input's buffer was given back already (uploaded to the GPU). */
+  /** Its input's buffer is given back by the encode itself (FP4: once read or uploaded). */
   readonly released?: boolean;
   /** For a piece kept on the GPU, the encoded bytes it will hold. */
   readonly kept?: number;
@@ -233,7 +229,7 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
         // One pass from source bytes, without a full float32 copy; big pieces on a worker.
         if (
           piece.bytes.length >= POOL_MIN_BYTES &&
-          (workers().started || _elements(t) >= encodeStreamTuning.poolMinTensor)
+          (workers().started || tensorElements(t) >= encodeStreamTuning.poolMinTensor)
         ) {
           const { out, bad } = await workers().q8_0(piece.dtype, piece.bytes);
           if (bad >= 0) fail(bad, "is NaN or infinite");

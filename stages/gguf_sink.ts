@@ -55,28 +55,27 @@ const MAX_SPAN = 16 << 20;
  */
 const MAX_IN_FLIGHT = 16 << 20;
 
-/** Output bytes `[start, start + length)` being written or copied by the kernel. */
-interface _KernelJob {
+/** Output bytes `[start, start + length)`, held in memory until they are on file. */
+interface _Run {
   readonly start: number;
-  readonly length: number;
-  /** The same bytes in memory, written through Deno if the kernel fails. */
+  length: number;
   readonly pieces: Uint8Array[];
   /** Gives those pieces' buffers back once the bytes are on file. */
   readonly releases: (() => void)[];
+}
+
+/** A run being written or copied by the kernel (written through Deno if the kernel fails). */
+interface _KernelJob extends _Run {
   /** Resolves whether the kernel did it all; never rejects. */
   readonly done: Promise<boolean>;
   /** Set once the kernel succeeded (the job's buffers are given back then). */
   ok: boolean;
 }
 
-/** A run of output bytes that equals a run of one source file, gathering before its copy. */
-interface _Span {
+/** A run that equals a run of one source file, gathering before its copy. */
+interface _Span extends _Run {
   readonly path: string;
   readonly sourceStart: number;
-  readonly outputStart: number;
-  length: number;
-  readonly pieces: Uint8Array[];
-  readonly releases: (() => void)[];
 }
 
 /**
@@ -159,18 +158,11 @@ class _Output {
     const span = this.#span;
     const continues = span !== null && span.path === path &&
       span.sourceStart + span.length === sourceStart &&
-      span.outputStart + span.length === this.#end && span.length < MAX_SPAN;
+      span.start + span.length === this.#end && span.length < MAX_SPAN;
     if (!continues) {
       await this.#issueSpan();
       await this.#flushBuffer();
-      this.#span = {
-        path,
-        sourceStart,
-        outputStart: this.#end,
-        length: 0,
-        pieces: [],
-        releases: [],
-      };
+      this.#span = { path, sourceStart, start: this.#end, length: 0, pieces: [], releases: [] };
     }
     this.#span!.pieces.push(bytes);
     if (release) this.#span!.releases.push(release);
@@ -183,49 +175,36 @@ class _Output {
     const span = this.#span;
     if (span === null) return;
     this.#span = null;
-    await this.#settle(MAX_IN_FLIGHT - span.length, span.outputStart);
+    await this.#settle(MAX_IN_FLIGHT - span.length, span.start);
     const kernel = this.#kernel;
-    if (kernel === null || this.#kernelFailed) {
-      return await this.#writeThroughDeno(span.outputStart, span.pieces, span.releases);
-    }
-    const done = kernel.copy(span.path, span.sourceStart, span.outputStart, span.length);
-    this.#track(span.outputStart, span.length, span.pieces, span.releases, done, true);
+    if (kernel === null || this.#kernelFailed) return await this.#writeThroughDeno(span);
+    this.#track(span, kernel.copy(span.path, span.sourceStart, span.start, span.length), true);
   }
 
   /** Writes `bytes` at `offset` through the kernel, or through Deno once that is not possible. */
   async #put(offset: number, bytes: Uint8Array, release?: () => void): Promise<void> {
-    const releases = release ? [release] : [];
+    const run = {
+      start: offset,
+      length: bytes.length,
+      pieces: [bytes],
+      releases: release ? [release] : [],
+    };
     const kernel = this.#kernel;
-    if (kernel === null || this.#kernelFailed) {
-      return await this.#writeThroughDeno(offset, [bytes], releases);
-    }
+    if (kernel === null || this.#kernelFailed) return await this.#writeThroughDeno(run);
     await this.#settle(MAX_IN_FLIGHT - bytes.length, offset);
-    this.#track(offset, bytes.length, [bytes], releases, kernel.write(offset, bytes), false);
+    this.#track(run, kernel.write(offset, bytes), false);
   }
 
-  #track(
-    start: number,
-    length: number,
-    pieces: Uint8Array[],
-    releases: (() => void)[],
-    work: Promise<boolean>,
-    copy: boolean,
-  ): void {
-    const job: _KernelJob = {
-      start,
-      length,
-      pieces,
-      releases,
-      done: work.catch(() => false),
-      ok: false,
-    };
-    this.#inFlight += length;
+  /** Follows the kernel's work on `run` (a copy from a source file, or a write). */
+  #track(run: _Run, work: Promise<boolean>, copy: boolean): void {
+    const job: _KernelJob = { ...run, done: work.catch(() => false), ok: false };
+    this.#inFlight += run.length;
     // Given back as soon as the kernel is done, not when the job is next looked at.
     job.done.then((ok) => {
       if (!ok) return;
       job.ok = true;
-      if (copy) this.copied += length;
-      for (const r of releases) r();
+      if (copy) this.copied += run.length;
+      for (const r of run.releases) r();
     });
     this.#jobs.push(job);
   }
@@ -243,7 +222,7 @@ class _Output {
       this.#inFlight -= job.length;
       if (!job.ok) {
         this.#kernelFailed = true;
-        await this.#writeThroughDeno(job.start, job.pieces, job.releases);
+        await this.#writeThroughDeno(job);
       }
     }
     this.#startWriteback(this.#jobs[0]?.start ?? next);
@@ -265,12 +244,9 @@ class _Output {
     await this.#put(this.#end - bytes.length, bytes);
   }
 
-  async #writeThroughDeno(
-    offset: number,
-    pieces: readonly Uint8Array[],
-    releases: readonly (() => void)[],
-  ): Promise<void> {
-    for (const bytes of pieces) {
+  async #writeThroughDeno(run: _Run): Promise<void> {
+    let offset = run.start;
+    for (const bytes of run.pieces) {
       if (this.#filePos !== offset) await this.#file.seek(offset, Deno.SeekMode.Start);
       let done = 0;
       while (done < bytes.length) {
@@ -281,7 +257,7 @@ class _Output {
       offset += bytes.length;
       this.#filePos = offset;
     }
-    for (const r of releases) r();
+    for (const r of run.releases) r();
   }
 }
 

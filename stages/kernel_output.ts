@@ -7,9 +7,10 @@
  * slows down badly above 1 MiB per call; `pwrite` takes a whole piece at once.
  *
  * Byte ranges of local files are copied inside the kernel (Linux `copy_file_range`), so bytes
- * that pass through unchanged are never copied into and back out of this process. A read→write loop moves every byte through user memory
- * twice; measured on 2 GB of BF16 shards, that loop took 3.3–3.5 s where `cp` took 1.7–2.2 s and
- * reading (for the NaN scan) beside kernel copies took 1.9–2.4 s.
+ * that pass through unchanged are never copied into and back out of this process. A read→write
+ * loop moves every byte through user memory twice; measured on 2 GB of BF16 shards, that loop
+ * took 3.3–3.5 s where `cp` took 1.7–2.2 s and reading (for the NaN scan) beside kernel copies
+ * took 1.9–2.4 s.
  *
  * The same handle starts the disk writeback of output already written (`sync_file_range`), so
  * the disk writes while later tensors are produced and the final fdatasync has little left:

@@ -6,25 +6,12 @@
 import { gguf, GGUFValueType } from "@huggingface/gguf";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { convert, plan } from "../mod.ts";
-import { generateModel } from "../testing/synthetic_model.ts";
+import { withModel } from "./_model.ts";
 import { LocalSource } from "../stages/local_source.ts";
 import { encodeStreamTuning } from "../stages/encode_stream.ts";
 import type { ModelSource } from "../pipeline/source.ts";
 
 const U32 = GGUFValueType.UINT32, F32 = GGUFValueType.FLOAT32, STR = GGUFValueType.STRING;
-
-async function withModel(
-  spec: Parameters<typeof generateModel>[1],
-  fn: (dir: string, work: string) => Promise<void>,
-) {
-  const work = await Deno.makeTempDir({ prefix: "sluice-gguf-" });
-  try {
-    await generateModel(`${work}/model`, spec);
-    await fn(`${work}/model`, work);
-  } finally {
-    await Deno.remove(work, { recursive: true });
-  }
-}
 
 Deno.test("convert() writes metadata with llama.cpp's keys and value types", async () => {
   await withModel(

@@ -20,7 +20,7 @@ import { finiteAmax } from "../stages/encode/finite.ts";
 import { planGpuOuterScales } from "../stages/encode/gpu_outer_scale.ts";
 import { plan } from "../pipeline/convert.ts";
 import { encodeImatrixGguf } from "../testing/imatrix_files.ts";
-import { generateModel } from "../testing/synthetic_model.ts";
+import { withModel } from "./_model.ts";
 
 const gpu = await acquireGpu("auto");
 if (gpu === null) console.warn("fp4_outer_gpu_test: skipped, WebGPU has no adapter here");
@@ -106,19 +106,6 @@ Deno.test({
     }
   },
 });
-
-async function withModel(
-  spec: Parameters<typeof generateModel>[1],
-  fn: (dir: string, work: string) => Promise<void>,
-) {
-  const work = await Deno.makeTempDir({ prefix: "sluice-outer-gpu-" });
-  try {
-    await generateModel(`${work}/model`, spec);
-    await fn(`${work}/model`, work);
-  } finally {
-    await Deno.remove(work, { recursive: true });
-  }
-}
 
 Deno.test({
   name: "convert() with outer scales on the GPU writes the pre-pass's bytes",

@@ -13,7 +13,7 @@ import { fillOuterScales } from "../stages/amax_prepass.ts";
 import { QkPermuteStream } from "../stages/qk_permute_stream.ts";
 import { planRanges, RowGroupStream } from "../stages/row_group_stream.ts";
 import type { EncodedPiece, TensorPiece } from "../stages/tensor_piece.ts";
-import { generateModel } from "../testing/synthetic_model.ts";
+import { withModel } from "./_model.ts";
 
 const gpu = await acquireGpu("auto");
 if (gpu === null) console.warn("piece_release_test: GPU cases skipped, WebGPU has no adapter here");
@@ -67,16 +67,8 @@ async function encodeAll(
 }
 
 Deno.test("no stage reads a piece's bytes after giving its buffer back", async () => {
-  const work = await Deno.makeTempDir({ prefix: "sluice-release-" });
-  try {
-    const dir = `${work}/model`;
-    await generateModel(dir, {
-      arch: "llama",
-      seed: 12,
-      dtype: "BF16",
-      hiddenSize: 256,
-      intermediateSize: 512,
-    });
+  const spec = { hiddenSize: 256, intermediateSize: 512 };
+  await withModel({ arch: "llama", seed: 12, dtype: "BF16", ...spec }, async (dir) => {
     const cases: [string, "nvfp4" | "q8_0" | "bf16", EncodeOptions][] = [
       ["bf16", "bf16", {}],
       ["q8_0", "q8_0", {}],
@@ -96,7 +88,5 @@ Deno.test("no stage reads a piece's bytes after giving its buffer back", async (
       assert(poisoned.released > 0, `${label}: no piece was released`);
       assertEquals(poisoned.bytes, plain.bytes, label);
     }
-  } finally {
-    await Deno.remove(work, { recursive: true });
-  }
+  });
 });

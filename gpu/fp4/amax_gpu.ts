@@ -29,8 +29,8 @@ interface _Buffers {
 
 /**
  * Buffers of finished amaxes, per device, for the next tensor's: a conversion runs one amax per
- * tensor, and creating its three buffers each time cost Deno 50–64 ms of main-thread time per
- * 0.95 GB converted (traced on an H100).
+ * tensor, and each `createBuffer` costs Deno main-thread time (all of a 0.95 GB conversion's
+ * took 51–64 ms before this reuse, 36–47 ms after: bench/gpu_convert_trace.ts on an H100).
  */
 const spares = new WeakMap<GPUDevice, _Buffers[]>();
 const MAX_SPARES = 8;

@@ -14,7 +14,7 @@ import { FP4_GPU_MIN_ELEMENTS } from "../../gpu/flags.ts";
 import { fp4Format } from "../../gpu/fp4/formats.ts";
 import { fp4OuterScale } from "../../gpu/fp4/outer_scale.ts";
 import { Fp4ResidentTensor } from "../../gpu/fp4/resident.ts";
-import type { PlannedTensor } from "../../pipeline/plan.ts";
+import { type PlannedTensor, tensorElements } from "../../pipeline/plan.ts";
 import type { EncodeOptions } from "../encode_stream.ts";
 import type { TensorPiece } from "../tensor_piece.ts";
 import { decodeFloats } from "./float_codecs.ts";
@@ -27,11 +27,7 @@ export const GPU_OUTER_SCALE_BYTES = 2 ** 31;
 function gpuBytes(t: PlannedTensor): number {
   if (t.origin.kind !== "checkpoint") return 0;
   const { entry } = t.origin;
-  return entry.dtype === "BF16" ? entry.end - entry.start : 4 * _elements(t);
-}
-
-function _elements(t: PlannedTensor): number {
-  return t.ne.reduce((a, b) => a * b, 1);
+  return entry.dtype === "BF16" ? entry.end - entry.start : 4 * tensorElements(t);
 }
 
 /**
@@ -52,7 +48,7 @@ export async function planGpuOuterScales(
   for (const [i, t] of tensors.entries()) {
     if (!t.fp4?.outerScale || t.origin.kind !== "checkpoint" || gpuBytes(t) > budget) continue;
     // `auto` keeps small encodes on the CPU (flags.ts): so does their outer scale.
-    if (options.device !== "gpu" && _elements(t) < FP4_GPU_MIN_ELEMENTS) continue;
+    if (options.device !== "gpu" && tensorElements(t) < FP4_GPU_MIN_ELEMENTS) continue;
     const { format, nPerRow, options: settings } = fp4Settings(t, options);
     if (await Fp4ResidentTensor.supported(format, nPerRow, settings)) onGpu.add(i);
   }
