@@ -70,7 +70,7 @@ async function child(work: string, contender: Contender, chunkSize: number | und
     const gpu = (await acquireGpu("gpu"))!;
     const encoder = await createFp4Encoder("nvfp4", 64, { mode: "full", device: "gpu" });
     await encoder.encode(new Float32Array(64));
-    (await GpuAmax.create(gpu)).discard();
+    (await GpuAmax.create(gpu)).release();
   }
   const initSeconds = (performance.now() - t0) / 1000;
   fp4GpuTuning.profile = true;
@@ -78,6 +78,7 @@ async function child(work: string, contender: Contender, chunkSize: number | und
   const profiler = profileDir ? await startProfiler() : null;
   t0 = performance.now();
   let bytes: number;
+  let seconds: number;
   if (contender === "read") {
     const { source, plan: p } = await plan(dir, common);
     const ranges = planRanges(p.tensors);
@@ -86,6 +87,7 @@ async function child(work: string, contender: Contender, chunkSize: number | und
       .pipeThrough(new RowGroupStream(p.tensors))
       .pipeThrough(new QkPermuteStream(p.tensors))
       .pipeTo(new WritableStream({ write: (piece) => piece.release?.() }));
+    seconds = (performance.now() - t0) / 1000;
   } else {
     const stats = await convert({
       ...common,
@@ -99,10 +101,10 @@ async function child(work: string, contender: Contender, chunkSize: number | und
       },
       ...(chunkSize ? { chunkSize } : {}),
     });
+    seconds = (performance.now() - t0) / 1000;
     bytes = stats.bytesRead;
     await Deno.remove(`${work}/out-${contender}.gguf`);
   }
-  const seconds = (performance.now() - t0) / 1000;
   if (profiler) {
     await Deno.writeTextFile(`${profileDir}/${contender}.cpuprofile`, await profiler());
   }

@@ -121,3 +121,28 @@ export async function buildComputePipeline(
   }
   return pipeline;
 }
+
+const pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/**
+ * {@linkcode buildComputePipeline} once per device and label (a failed build is tried again).
+ * @throws {Error} with the compiler's message when WebGPU rejects it.
+ */
+export function computePipelineOf(
+  device: GPUDevice,
+  code: string,
+  label: string,
+): Promise<GPUComputePipeline> {
+  let built = pipelines.get(device);
+  if (built === undefined) {
+    built = new Map();
+    pipelines.set(device, built);
+  }
+  let pipeline = built.get(label);
+  if (pipeline === undefined) {
+    pipeline = buildComputePipeline(device, code, label);
+    built.set(label, pipeline);
+    pipeline.catch(() => built.delete(label));
+  }
+  return pipeline;
+}

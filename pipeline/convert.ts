@@ -211,7 +211,8 @@ async function _convert(
   await source
     .readRanges(ranges, options.signal ? { ...readOptions, signal: options.signal } : readOptions)
     .pipeThrough(new RowGroupStream(p.tensors))
-    .pipeThrough(new QkPermuteStream(p.tensors))
+    // FP4 encoders read Q/K rows in rope order themselves (no copy on this thread).
+    .pipeThrough(new QkPermuteStream(p.tensors, (t) => t.fp4 !== null))
     .pipeThrough(new EncodeStream(p.tensors, encodeOptions, gpuOuterScales))
     .pipeTo(
       new GgufSink(options.output, p.layout, {

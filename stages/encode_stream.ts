@@ -210,6 +210,9 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
     const encode = async (piece: TensorPiece): Promise<EncodedPiece> => {
       const t = tensors[piece.tensor]!;
       const fail = failer(t, piece.firstRow);
+      if (piece.ropeHeadRows && t.fp4 === null) {
+        throw new Error(`Cannot encode ${t.name} as only FP4 encodes reorder rows for rope`);
+      }
       if (PASSTHROUGH[piece.dtype] === t.type.name && t.fp4 === null) {
         // On this thread: a scan is cheaper than copying the piece to a worker.
         const bad = piece.dtype === "F32"
@@ -246,11 +249,12 @@ export class EncodeStream extends TransformStream<TensorPiece, EncodedPiece> {
         return await fp4Piece(at, async () => {
           try {
             const encoder = await fp4EncoderFor(piece.tensor);
+            const headRows = piece.ropeHeadRows ?? 0;
             // The GPU widens BF16 itself: half the upload and no decode on this thread.
-            if (piece.dtype === "BF16") return encoder.encodeBf16(piece.bytes);
+            if (piece.dtype === "BF16") return encoder.encodeBf16(piece.bytes, headRows);
             const values = new Float32Array(n);
             decodeFloats(piece.dtype, piece.bytes, values);
-            return encoder.encode(values);
+            return encoder.encode(values, headRows);
           } finally {
             // An encoder has read its input once the call returns (uploaded, or encoded on the
             // CPU): the buffer goes back now, not when the GPU answers, so the source reuses it

@@ -1,37 +1,16 @@
 /**
  * Reorders Q/K rows of LLaMA-family models from Hugging Face's rotate-half layout to llama.cpp's
- * interleaved rope pairs: within each head of `hd` rows, new row `2i + p` is old row
- * `p·hd/2 + i`. Works on raw rows of any dtype; pieces arrive whole-head aligned.
+ * interleaved rope pairs (gpu/rope_rows.ts). Works on raw rows of any dtype; pieces arrive
+ * whole-head aligned. Tensors the caller names are left to their encoder, which reads the rows in
+ * rope order itself (the FP4 kernel does, saving a copy of every byte on this thread): their
+ * pieces pass unchanged, marked with `ropeHeadRows`.
  *
  * @module
  */
 import type { PlannedTensor } from "../pipeline/plan.ts";
 import type { TensorPiece } from "./tensor_piece.ts";
 import { BytePool } from "./byte_pool.ts";
-
-/**
- * Permutes the rows of one head-aligned piece into `out` (a new buffer by default).
- * @param rowBytes bytes of one outer row
- * @param headRows rows per head (even)
- */
-export function permuteRopeRows(
-  bytes: Uint8Array,
-  rowBytes: number,
-  headRows: number,
-  out: Uint8Array = new Uint8Array(bytes.length),
-): Uint8Array {
-  const half = headRows / 2;
-  const headBytes = rowBytes * headRows;
-  for (let h = 0; h < bytes.length; h += headBytes) {
-    for (let i = 0; i < half; i++) {
-      for (let p = 0; p < 2; p++) {
-        const from = h + (p * half + i) * rowBytes;
-        out.set(bytes.subarray(from, from + rowBytes), h + (2 * i + p) * rowBytes);
-      }
-    }
-  }
-  return out;
-}
+import { permuteRopeRows } from "../gpu/rope_rows.ts";
 
 /**
  * Applies each tensor's rope permutation; other tensors pass through untouched. Permuted pieces
@@ -39,7 +18,11 @@ export function permuteRopeRows(
  * per piece costs its page faults and zeroing on every piece.
  */
 export class QkPermuteStream extends TransformStream<TensorPiece, TensorPiece> {
-  constructor(tensors: readonly PlannedTensor[]) {
+  /** @param leftToEncoder tensors whose pieces leave with `ropeHeadRows` set instead. */
+  constructor(
+    tensors: readonly PlannedTensor[],
+    leftToEncoder: (t: PlannedTensor) => boolean = () => false,
+  ) {
     let pool: BytePool | null = null;
     super({
       transform(piece, controller) {
@@ -50,15 +33,21 @@ export class QkPermuteStream extends TransformStream<TensorPiece, TensorPiece> {
         }
         const { shape, start, end } = t.origin.entry;
         const outer = shape[0]!;
+        const headRows = outer / t.permutation.heads;
+        // No origin either way: the bytes are not the output's.
+        const { origin: _, ...rest } = piece;
+        if (leftToEncoder(t)) {
+          controller.enqueue({ ...rest, ropeHeadRows: headRows });
+          return;
+        }
         const rowBytes = (end - start) / outer;
         // Sized by the biggest piece so far: pieces are the source's chunks, cut at rows.
         if (pool === null || pool.capacity < piece.bytes.length) {
           pool = new BytePool(piece.bytes.length);
         }
         const target = pool.take(piece.bytes.length);
-        permuteRopeRows(piece.bytes, rowBytes, outer / t.permutation.heads, target.bytes);
+        permuteRopeRows(piece.bytes, rowBytes, headRows, target.bytes);
         piece.release?.();
-        // No origin: the bytes no longer match the file.
         controller.enqueue({
           tensor: piece.tensor,
           dtype: piece.dtype,

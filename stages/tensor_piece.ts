@@ -28,6 +28,11 @@ export interface TensorPiece {
   readonly origin?: SourceBytes;
   /** Gives `bytes`' buffer back for reuse (see `RangeChunk.release`); passed on with the bytes. */
   readonly release?: () => void;
+  /**
+   * Set when the rows are still in the checkpoint's rotate-half order and the encoder reorders
+   * them within heads of this many rows (see `QkPermuteStream`).
+   */
+  readonly ropeHeadRows?: number;
 }
 
 /** Output bytes of one tensor, in file order. */

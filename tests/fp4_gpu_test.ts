@@ -5,9 +5,12 @@ import { createFp4Encoder, encodeFp4Rows } from "../gpu/fp4/encode.ts";
 import { encodeFp4RowsCpu } from "../gpu/fp4/encode_cpu.ts";
 import { FP4_FORMATS, type Fp4Format } from "../gpu/fp4/formats.ts";
 import { Fp4InputError } from "../gpu/fp4/input_error.ts";
-import type { Fp4SearchOptions } from "../gpu/fp4/search_options.ts";
+import { type Fp4SearchOptions } from "../gpu/fp4/search_options.ts";
 import { assertBlocksEqual } from "../testing/block_diff.ts";
-import { fp4GpuTuning } from "../gpu/fp4/encode_gpu.ts";
+import { Fp4GpuEncoder, fp4GpuTuning } from "../gpu/fp4/encode_gpu.ts";
+import { permuteRopeRows } from "../gpu/rope_rows.ts";
+import { resolveFp4Search } from "../gpu/fp4/search_options.ts";
+import { fp4Weights } from "../gpu/fp4/weights.ts";
 import { decodeBf16, encodeBf16 as encodeBf16Bytes } from "../stages/encode/float_codecs.ts";
 
 const gpu = await acquireGpu("auto");
@@ -151,5 +154,74 @@ Deno.test({
     } finally {
       fp4GpuTuning.pieceBytes = saved;
     }
+  },
+});
+
+Deno.test({
+  name: "The GPU reads Q/K rows in rope order: the CPU twin's bytes of the permuted rows",
+  ignore,
+  async fn() {
+    const nvfp4 = FP4_FORMATS.nvfp4;
+    const headRows = 6, heads = 5, n = 64;
+    const x = seededRows(17, heads * headRows, n);
+    x[7 * n + 5] = NaN; // row 7 (head 1, its row 1 = 0·3 + 1) is output row 6 + 2·1 + 0 = 8
+    const permuted = (values: Float32Array) =>
+      new Float32Array(permuteRopeRows(new Uint8Array(values.buffer), 4 * n, headRows).buffer);
+    const bf16 = new Uint8Array(2 * x.length);
+    encodeBf16Bytes(x, bf16);
+    const widened = new Float32Array(x.length);
+    decodeBf16(bf16, widened);
+    const saved = fp4GpuTuning.pieceBytes;
+    try {
+      // Pieces of one head, and pieces of several heads (cut at whole heads).
+      for (const pieceBytes of [headRows * n * 4, 2 ** 20]) {
+        fp4GpuTuning.pieceBytes = pieceBytes;
+        for (const mode of ["rtn", "full"] as const) {
+          const options = { mode, imatrix: seededImatrix(17, n) };
+          const label = `${mode}, ${pieceBytes} B pieces`;
+          const want = (values: Float32Array) =>
+            encodeFp4RowsCpu(nvfp4, permuted(values), n, options);
+          const encoder = await createFp4Encoder(nvfp4, n, { ...options, device: "gpu" });
+          await assertRejects(
+            () => encoder.encode(x, headRows),
+            Fp4InputError,
+            /element 517 \(row 8, column 5\) is NaN/,
+          );
+          const clean = x.slice();
+          clean[7 * n + 5] = 0;
+          assertEquals(await encoder.encode(clean, headRows), want(clean), `${label}: F32`);
+          const cleanBf16 = bf16.slice();
+          cleanBf16.fill(0, 2 * (7 * n + 5), 2 * (7 * n + 6));
+          const cleanWidened = widened.slice();
+          cleanWidened[7 * n + 5] = 0;
+          assertEquals(
+            await encoder.encodeBf16(cleanBf16, headRows),
+            want(cleanWidened),
+            `${label}: BF16`,
+          );
+          // Uploaded first (as tensors kept on the GPU are), then encoded.
+          const kernel = await Fp4GpuEncoder.create(gpu!, nvfp4);
+          const search = resolveFp4Search(nvfp4, n, options);
+          const weights = fp4Weights(nvfp4, new Float32Array(0), n, search);
+          const rows = kernel.upload({ bf16: cleanBf16 }, n, headRows);
+          assertEquals(
+            await kernel.encode(rows, n, search, weights),
+            want(cleanWidened),
+            `${label}: uploaded`,
+          );
+          // On the CPU the encoder permutes a copy: the same bytes.
+          const cpu = await createFp4Encoder(nvfp4, n, { ...options, device: "cpu" });
+          assertEquals(await cpu.encode(clean, headRows), want(clean), `${label}: CPU`);
+        }
+      }
+    } finally {
+      fp4GpuTuning.pieceBytes = saved;
+    }
+    const encoder = await createFp4Encoder(nvfp4, n, { device: "gpu" });
+    await assertRejects(
+      () => encoder.encode(x.subarray(0, 4 * n), headRows),
+      RangeError,
+      /not whole heads of 6/,
+    );
   },
 });

@@ -25,6 +25,7 @@ import {
   resolveFp4Search,
 } from "./search_options.ts";
 import { fp4Weights } from "./weights.ts";
+import { checkRopeHeads, permuteRopeRows } from "../rope_rows.ts";
 
 /** Options of {@linkcode encodeFp4Rows} and {@linkcode createFp4Encoder}. */
 export interface Fp4EncodeOptions extends Fp4SearchOptions {
@@ -47,18 +48,23 @@ export interface Fp4Encoder {
    * creation must not change while the encoder is in use (the GPU keeps a copy). The rows are
    * read before the call returns (uploaded, or encoded on the CPU), so the caller may reuse them
    * then; only an error's reason (NaN or which infinity) looks at them again.
-   * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
+   * @param headRows rows per head when the rows are Q/K rows in Hugging Face's rotate-half order:
+   * they are encoded in llama.cpp's rope order (gpu/rope_rows.ts), by the GPU as it reads them or
+   * by a copy on the CPU. 0 (the default): as they are.
+   * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows (its
+   * index counts in the encoded order).
+   * @throws {RangeError} for rows that are not whole heads.
    */
-  encode(rows: Float32Array): Promise<Uint8Array>;
+  encode(rows: Float32Array, headRows?: number): Promise<Uint8Array>;
   /**
    * Encodes whole rows given as bfloat16 bytes (little-endian, two per element, as safetensors
    * stores BF16): the same bytes as `encode` of the decoded float32 rows, and the same errors. On
    * the GPU the bytes are uploaded as they are and widened by the kernel, which halves the upload
    * and skips the CPU decode; prefer it over decoding first.
    * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
-   * @throws {RangeError} for an odd byte count.
+   * @throws {RangeError} for an odd byte count, or rows that are not whole heads.
    */
-  encodeBf16(bytes: Uint8Array): Promise<Uint8Array>;
+  encodeBf16(bytes: Uint8Array, headRows?: number): Promise<Uint8Array>;
 }
 
 /** Decodes little-endian bfloat16 bytes to float32 (each value is its 16 bits shifted up). */
@@ -98,12 +104,23 @@ class Encoder implements Fp4Encoder {
     this.#always = always;
   }
 
-  encode(rows: Float32Array): Promise<Uint8Array> {
+  /** Whether the search weighs each element (row-sigma with an imatrix): weights from the rows. */
+  get #perElement(): boolean {
+    return this.#search.imatrix !== null && this.format.weighting !== "column";
+  }
+
+  encode(rows: Float32Array, headRows = 0): Promise<Uint8Array> {
     try {
-      const weights = fp4Weights(this.format, rows, this.nPerRow, this.#search);
-      if (this.#gpu !== null && (this.#always || rows.length >= FP4_GPU_MIN_ELEMENTS)) {
-        return this.#gpu.encode(rows, this.nPerRow, this.#search, weights);
+      const onGpu = this.#gpu !== null && (this.#always || rows.length >= FP4_GPU_MIN_ELEMENTS);
+      if (headRows > 0 && (!onGpu || this.#perElement)) {
+        // The CPU twin and per-element weights see the rows in rope order.
+        checkRopeHeads(this.format.label, rows.length / this.nPerRow, headRows);
+        const bytes = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
+        rows = new Float32Array(permuteRopeRows(bytes, 4 * this.nPerRow, headRows).buffer);
+        headRows = 0;
       }
+      const weights = fp4Weights(this.format, rows, this.nPerRow, this.#search);
+      if (onGpu) return this.#gpu!.encode(rows, this.nPerRow, this.#search, weights, headRows);
       const out = new Uint8Array(fp4Bytes(this.format, rows.length));
       encodeFp4IntoCpu(this.format, rows, this.nPerRow, this.#search, weights, out);
       return Promise.resolve(out);
@@ -112,7 +129,7 @@ class Encoder implements Fp4Encoder {
     }
   }
 
-  encodeBf16(bytes: Uint8Array): Promise<Uint8Array> {
+  encodeBf16(bytes: Uint8Array, headRows = 0): Promise<Uint8Array> {
     try {
       if (bytes.length % 2 !== 0) {
         throw new RangeError(
@@ -121,9 +138,8 @@ class Encoder implements Fp4Encoder {
       }
       const elements = bytes.length / 2;
       // Per-element weights (row-sigma with an imatrix) need the float32 rows on the CPU anyway.
-      const perElement = this.#search.imatrix !== null && this.format.weighting !== "column";
       if (
-        this.#gpu !== null && !perElement &&
+        this.#gpu !== null && !this.#perElement &&
         (this.#always || elements >= FP4_GPU_MIN_ELEMENTS)
       ) {
         if (elements % this.nPerRow !== 0) {
@@ -132,9 +148,9 @@ class Encoder implements Fp4Encoder {
           );
         }
         const weights = fp4Weights(this.format, new Float32Array(0), this.nPerRow, this.#search);
-        return this.#gpu.encode({ bf16: bytes }, this.nPerRow, this.#search, weights);
+        return this.#gpu.encode({ bf16: bytes }, this.nPerRow, this.#search, weights, headRows);
       }
-      return this.encode(decodeBf16Rows(bytes));
+      return this.encode(decodeBf16Rows(bytes), headRows);
     } catch (e: unknown) {
       return Promise.reject(e);
     }

@@ -42,6 +42,8 @@ struct Params {
   max_code: u32,      // highest code written
   reciprocal: u32,    // 1: ROCmFP4's x·fl(1/d) element rule; 0: ggml's nearest
   input_kind: u32,    // 0: xs holds float32 bits; 1: bfloat16, two per word (low half first)
+  outer_source: u32,  // 0: inv_outer and max_abs_bits above; 1: outer_record (see below)
+  head_rows: u32,     // rows per head when xs holds Q/K rows in rotate-half order; 0: in order
   levels: array<vec4<f32>, 2>, // magnitudes of codes 0..7 in half-scale units
 }
 
@@ -55,6 +57,9 @@ struct Params {
 // Packed output words, then two flags: word n_words holds 0xffffffff − (first non-finite
 // element), word n_words + 1 the same for the first element the outer scale overflows; 0 = none.
 // The shell zeroes all of it, and atomicMax keeps the first element.
+// With outer_source 1, the record outer_scale.wgsl wrote (amax, outer, 1/outer as float32 bits):
+// an outer scale found on the GPU. Found from this tensor's own amax, it overflows no element.
+@group(0) @binding(5) var<storage, read> outer_record: array<u32, 4>;
 
 const MODE_RTN: u32 = 0u;
 const MODE_WINDOW: u32 = 1u;
@@ -112,23 +117,42 @@ fn input_bits(i: u32) -> u32 {
   return select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u);
 }
 
+// First input element of the output sub-block at element i: with head_rows, output row 2k + p of
+// each head reads input row p·head_rows/2 + k (llama.cpp's rope pairs; gpu/rope_rows.ts).
+fn source_of(i: u32) -> u32 {
+  if (params.head_rows == 0u) {
+    return i;
+  }
+  let row = i / params.n_per_row;
+  let h = row % params.head_rows;
+  let src_row = row - h + (h & 1u) * (params.head_rows / 2u) + (h >> 1u);
+  return src_row * params.n_per_row + (i - row * params.n_per_row);
+}
+
 fn load_sub(start: u32) {
   let n = params.sub;
+  let source = source_of(start);
   var am = 0.0;
   neg_mask = 0u;
-  let use_outer = params.inv_outer != 1.0;
+  var inv_outer = params.inv_outer;
+  var max_abs_bits = params.max_abs_bits;
+  if (params.outer_source == 1u) {
+    inv_outer = bitcast<f32>(outer_record[2]);
+    max_abs_bits = 0x7f7fffffu;
+  }
+  let use_outer = inv_outer != 1.0;
   for (var j = 0u; j < n; j++) {
     let i = start + j;
-    let bits = input_bits(i);
+    let bits = input_bits(source + j);
     var a = 0.0;
     if ((bits & 0x7f800000u) == 0x7f800000u) {
       atomicMax(&out_words[params.n_words], 0xffffffffu - i);
-    } else if (use_outer && (bits & 0x7fffffffu) > params.max_abs_bits) {
+    } else if (use_outer && (bits & 0x7fffffffu) > max_abs_bits) {
       atomicMax(&out_words[params.n_words + 1u], 0xffffffffu - i);
     } else if ((bits & 0x7f800000u) != 0u) {
       a = bitcast<f32>(bits & 0x7fffffffu);
       if (use_outer) {
-        a = flush(a * params.inv_outer);
+        a = flush(a * inv_outer);
       }
     }
     if ((bits >> 31u) != 0u) {

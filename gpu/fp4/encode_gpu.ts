@@ -30,6 +30,8 @@ import { BufferPool } from "../buffer_pool.ts";
 import { busyGate } from "../busy_gate.ts";
 import { buildComputePipeline, type GpuContext } from "../device.ts";
 import { fp4Bytes, type Fp4Format } from "./formats.ts";
+import { OUTER_RECORD_BYTES } from "./amax_gpu.ts";
+import { checkRopeHeads, ropeSourceRow } from "../rope_rows.ts";
 import { Fp4InputError, nonFiniteReason } from "./input_error.ts";
 import type { ResolvedFp4Search } from "./search_options.ts";
 import { fp4Tables, packFp4Tables } from "./tables.ts";
@@ -37,7 +39,7 @@ import { type Fp4Weights, WEIGHTS_COLUMN, WEIGHTS_ELEMENT, WEIGHTS_NONE } from "
 
 /** Invocations per workgroup (the kernel's @workgroup_size). */
 const WORKGROUP = 64;
-/** Bytes of the uniform block: 21 u32 (padded to 24), then the 8 levels as two vec4. */
+/** Bytes of the uniform block: 23 u32 (padded to 24), then the 8 levels as two vec4. */
 const PARAMS_BYTES = 128;
 /** Flag value meaning "no element" (the kernel writes 0xffffffff − index, 0 for none). */
 const NONE = 0xffffffff;
@@ -61,6 +63,8 @@ interface DeviceState {
   readonly tables: Map<string, GPUBuffer>;
   /** A stand-in bound when there are no weights. */
   readonly noWeights: GPUBuffer;
+  /** A stand-in bound when the outer scale is a uniform. */
+  readonly noRecord: GPUBuffer;
   /** Uniform blocks by content: chunks of one tensor mostly share one. */
   readonly uniforms: Map<string, GPUBuffer>;
   /** Bind groups by the ids of their buffers (pooled buffers come back, and so do the groups). */
@@ -94,6 +98,7 @@ async function build(device: GPUDevice): Promise<DeviceState> {
     pool: new BufferPool(device),
     tables: new Map(),
     noWeights: device.createBuffer({ size: 16, usage: STORAGE_IN, label: `${PROGRAM}_no_weights` }),
+    noRecord: device.createBuffer({ size: 16, usage: STORAGE_IN, label: `${PROGRAM}_no_record` }),
     uniforms: new Map(),
     bindGroups: new Map(),
     bindGroupsEpoch: 0,
@@ -141,7 +146,7 @@ function uniformOf(
 function bindGroupOf(
   device: GPUDevice,
   state: DeviceState,
-  buffers: readonly [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer],
+  buffers: readonly GPUBuffer[],
 ): GPUBindGroup {
   if (state.bindGroupsEpoch !== state.pool.destroyed || state.bindGroups.size >= CACHE_ENTRIES) {
     state.bindGroups.clear();
@@ -185,6 +190,8 @@ function paramsOf(
   strideY: number,
   words: number,
   inputKind: number,
+  outerSource: number,
+  headRows: number,
 ): Uint32Array<ArrayBuffer> {
   const u = new Uint32Array(PARAMS_BYTES / 4);
   const f = new Float32Array(u.buffer);
@@ -194,6 +201,8 @@ function paramsOf(
   u.set([format.blockBytes, format.scaleOffset, format.codeOffset, format.pairSpan], 13);
   u.set([format.minSearchCode, format.maxCode, format.elementRule === "reciprocal" ? 1 : 0], 17);
   u[20] = inputKind;
+  u[21] = outerSource;
+  u[22] = headRows;
   f.set(format.levels, 24);
   return u;
 }
@@ -218,6 +227,8 @@ const INPUT_BF16 = 1;
 export interface GpuRows {
   readonly gpu: readonly GpuRowsPiece[];
   readonly isBf16: boolean;
+  /** Rows per head when they are Q/K rows in rotate-half order (see gpu/rope_rows.ts), else 0. */
+  readonly headRows: number;
   /** Elements over all pieces. */
   readonly elements: number;
   /** Bytes of the buffers, for budgets. */
@@ -230,8 +241,20 @@ export interface GpuRowsPiece {
   readonly elements: number;
 }
 
-/** Why element `i` of the input is not finite (GPU rows are not read back for it). */
-function reasonAt(rows: Float32Array | Bf16Rows | GpuRows, i: number): string {
+/**
+ * Why element `i` of the output order is not finite (GPU rows are not read back for it).
+ * @param headRows see {@linkcode GpuRows.headRows}
+ */
+function reasonAt(
+  rows: Float32Array | Bf16Rows | GpuRows,
+  i: number,
+  nPerRow: number,
+  headRows: number,
+): string {
+  if (headRows > 0) {
+    const row = Math.floor(i / nPerRow);
+    i += (ropeSourceRow(row, headRows) - row) * nPerRow;
+  }
   if (rows instanceof Float32Array) return nonFiniteReason(rows[i]!);
   if ("gpu" in rows) return "is NaN or infinite";
   const bits = ((rows.bf16[2 * i]! << 16) | (rows.bf16[2 * i + 1]! << 24)) >>> 0;
@@ -274,6 +297,21 @@ export const fp4GpuTimings = {
   readMs: 0,
 };
 
+function leastCommonMultiple(a: number, b: number): number {
+  let [x, y] = [a, b];
+  while (y !== 0) [x, y] = [y, x % y];
+  return (a / x) * b;
+}
+
+/** What {@linkcode Fp4GpuEncoder.encodeScaled} returns. */
+export interface Fp4ScaledBytes {
+  readonly bytes: Uint8Array;
+  /** The largest finite |x| of the tensor the outer scale was found for. */
+  readonly amax: number;
+  /** The outer scale the rows were divided by (as float32). */
+  readonly outerScale: number;
+}
+
 /** One dispatch's worth of rows and its buffers. */
 interface Piece {
   readonly firstElement: number;
@@ -309,22 +347,30 @@ export class Fp4GpuEncoder {
     return new Fp4GpuEncoder(gpu, format, await stateOf(gpu.device));
   }
 
-  /** Whole-row element count of one dispatch: the tuning's piece size within the buffer limits. */
-  #piece(nPerRow: number, elementBytes: number): number {
+  /**
+   * Element count of one dispatch: the tuning's piece size in whole rows (whole heads when rows
+   * are in rope order) within the buffer limits.
+   */
+  #piece(nPerRow: number, elementBytes: number, headRows: number): number {
     const limits = this.#gpu.limits;
     const bytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-    const rows = Math.floor(bytes / 4 / nPerRow);
-    if (rows < 1) {
-      throw new RangeError(
-        `Cannot encode ${this.#format.label} on the GPU as one row of ${nPerRow} exceeds its buffer limit: ${bytes} bytes`,
-      );
-    }
     // Rows per piece: a multiple of `align` when it fits, so that a piece's bytes are whole words
     // and the pieces lie back to back in the staging buffer.
     const rowBytes = (nPerRow / this.#format.blockSize) * this.#format.blockBytes;
     const align = rowBytes % 4 === 0 ? 1 : rowBytes % 2 === 0 ? 2 : 4;
+    const unit = headRows > 0 ? leastCommonMultiple(headRows, align) : align;
+    const limit = Math.floor(bytes / 4 / nPerRow);
+    // Whole heads must fit; alignment is only wanted.
+    const rows = headRows > 0 ? limit - (limit % unit) : limit;
+    if (rows < 1) {
+      throw new RangeError(
+        `Cannot encode ${this.#format.label} on the GPU as ${
+          Math.max(1, headRows)
+        } rows of ${nPerRow} exceed its buffer limit: ${bytes} bytes`,
+      );
+    }
     let wanted = Math.max(1, Math.floor(fp4GpuTuning.pieceBytes / elementBytes / nPerRow));
-    wanted = Math.max(align, wanted - (wanted % align));
+    wanted = Math.max(unit, wanted - (wanted % unit));
     return Math.min(rows, wanted) * nPerRow;
   }
 
@@ -356,10 +402,12 @@ export class Fp4GpuEncoder {
   /**
    * Uploads whole rows into pooled GPU buffers (one per dispatch), to be encoded later by
    * {@linkcode encode}, which consumes them, or given back with {@linkcode release}.
-   * @throws {RangeError} for rows that are not whole rows of `nPerRow`, or bfloat16 bytes that
-   * are not whole words.
+   * @param headRows rows per head when the rows are Q/K rows in rotate-half order, to be read in
+   * rope order (gpu/rope_rows.ts); 0 when they are in order.
+   * @throws {RangeError} for rows that are not whole rows of `nPerRow` (or whole heads), or
+   * bfloat16 bytes that are not whole words.
    */
-  upload(rows: Float32Array | Bf16Rows, nPerRow: number): GpuRows {
+  upload(rows: Float32Array | Bf16Rows, nPerRow: number, headRows = 0): GpuRows {
     const bf16 = rows instanceof Float32Array ? null : rows.bf16;
     const length = bf16 === null ? (rows as Float32Array).length : bf16.length / 2;
     if (!Number.isInteger(length) || length % nPerRow !== 0 || (bf16 && bf16.length % 4 !== 0)) {
@@ -367,7 +415,8 @@ export class Fp4GpuEncoder {
         `Cannot upload ${this.#format.label} rows as ${length} elements are not whole rows of ${nPerRow} in whole words`,
       );
     }
-    const step = this.#piece(nPerRow, bf16 === null ? 4 : 2);
+    checkRopeHeads(this.#format.label, length / nPerRow, headRows);
+    const step = this.#piece(nPerRow, bf16 === null ? 4 : 2, headRows);
     const gpu: GpuRowsPiece[] = [];
     let bytes = 0;
     for (let first = 0; first < length; first += step) {
@@ -378,7 +427,7 @@ export class Fp4GpuEncoder {
       gpu.push({ buffer, elements });
       bytes += buffer.size;
     }
-    return { gpu, isBf16: bf16 !== null, elements: length, bytes };
+    return { gpu, isBf16: bf16 !== null, headRows, elements: length, bytes };
   }
 
   /** Gives uploaded rows that will not be encoded back to the pool. */
@@ -389,34 +438,78 @@ export class Fp4GpuEncoder {
   /**
    * Encodes whole rows, float32 or bfloat16, from the host or already uploaded (the call then
    * takes the buffers back, valid or not); same bytes as `encodeFp4IntoCpu` with the same
-   * arguments (bfloat16 rows decoded to float32 first).
+   * arguments (bfloat16 rows decoded to float32 first, rows in rotate-half order permuted).
+   * @param headRows for host rows, as in {@linkcode upload} (uploaded rows carry their own).
    * @throws {Fp4InputError} for a NaN or ±inf element, or one the outer scale overflows.
+   * @throws {RangeError} for rows in rotate-half order with per-element weights.
    */
   async encode(
     rows: Float32Array | Bf16Rows | GpuRows,
     nPerRow: number,
     search: ResolvedFp4Search,
     weights: Fp4Weights,
+    headRows = 0,
   ): Promise<Uint8Array> {
+    return (await this.#encode(rows, nPerRow, search, weights, null, headRows)).bytes;
+  }
+
+  /**
+   * Encodes uploaded rows (and takes their buffers back) divided by the outer scale in `record`,
+   * which `GpuAmax.queue` filled on the GPU (submitted before this call; `search` must have no
+   * outer scale of its own), and reads the record back with the bytes: the same bytes as
+   * {@linkcode encode} given that outer scale.
+   * @throws {Fp4InputError} for a NaN or ±inf element.
+   */
+  async encodeScaled(
+    rows: GpuRows,
+    nPerRow: number,
+    search: ResolvedFp4Search,
+    weights: Fp4Weights,
+    record: GPUBuffer,
+  ): Promise<Fp4ScaledBytes> {
+    const { bytes, words } = await this.#encode(rows, nPerRow, search, weights, record, 0);
+    const values = new Float32Array(words!.buffer);
+    return { bytes, amax: values[0]!, outerScale: values[1]! };
+  }
+
+  async #encode(
+    rows: Float32Array | Bf16Rows | GpuRows,
+    nPerRow: number,
+    search: ResolvedFp4Search,
+    weights: Fp4Weights,
+    record: GPUBuffer | null,
+    hostHeadRows: number,
+  ): Promise<{ bytes: Uint8Array; words: Uint32Array | null }> {
     const format = this.#format;
     const onGpu = "gpu" in rows ? rows : null;
     const bf16 = "bf16" in rows ? rows.bf16 : null;
     const length = onGpu?.elements ??
       (bf16 === null ? (rows as Float32Array).length : bf16.length / 2);
     const isBf16 = onGpu?.isBf16 ?? bf16 !== null;
+    const headRows = onGpu?.headRows ?? hostHeadRows;
     const total = fp4Bytes(format, length);
-    if (!Number.isInteger(length) || length % nPerRow !== 0) {
+    try {
+      if (!Number.isInteger(length) || length % nPerRow !== 0) {
+        throw new RangeError(
+          `Cannot encode ${format.label} as ${length} elements are not whole rows of ${nPerRow}`,
+        );
+      }
+      checkRopeHeads(format.label, length / nPerRow, headRows);
+      if (headRows > 0 && weights.kind === WEIGHTS_ELEMENT) {
+        throw new RangeError(
+          `Cannot encode ${format.label} rows in rotate-half order with per-element weights`,
+        );
+      }
+    } catch (e: unknown) {
       if (onGpu !== null) this.release(onGpu);
-      throw new RangeError(
-        `Cannot encode ${format.label} as ${length} elements are not whole rows of ${nPerRow}`,
-      );
+      throw e;
     }
     const profile = fp4GpuTuning.profile;
     const t0 = profile ? performance.now() : 0;
     const device = this.#gpu.device;
     const state = this.#state;
     const pool = state.pool;
-    const step = this.#piece(nPerRow, isBf16 ? 2 : 4);
+    const step = this.#piece(nPerRow, isBf16 ? 2 : 4, headRows);
     const maxBinding = Math.floor(this.#gpu.limits.maxStorageBufferBindingSize / 4) * 4;
     // One staging buffer and one map per call: each piece's words at a multiple of 4 (back to back
     // when every piece but the last has whole words, which #piece arranges, for uploads too), then
@@ -433,7 +526,8 @@ export class Fp4GpuEncoder {
       first += elements;
     }
     const flagsAt = stagingAt;
-    const mapBytes = flagsAt + FLAG_BYTES * pieces.length;
+    const recordAt = flagsAt + FLAG_BYTES * pieces.length;
+    const mapBytes = recordAt + (record === null ? 0 : OUTER_RECORD_BYTES);
     const staging = pool.acquire(mapBytes, STAGING, "fp4_staging");
     device.pushErrorScope("validation");
     let validation: Promise<GPUError | null>;
@@ -460,6 +554,8 @@ export class Fp4GpuEncoder {
           groupsX * WORKGROUP,
           paddedBytes / 4,
           isBf16 ? INPUT_BF16 : INPUT_F32,
+          record === null ? 0 : 1,
+          headRows,
         );
         const uniform = uniformOf(device, state, params);
         const tu = profile ? performance.now() : 0;
@@ -483,6 +579,7 @@ export class Fp4GpuEncoder {
           weightBuffer ?? state.noWeights,
           this.#tables,
           output,
+          record ?? state.noRecord,
         ]);
         const encoder = device.createCommandEncoder({ label: PROGRAM });
         encoder.clearBuffer(output, 0, paddedBytes + FLAG_BYTES);
@@ -493,6 +590,9 @@ export class Fp4GpuEncoder {
         pass.end();
         encoder.copyBufferToBuffer(output, 0, staging, piece.stagingAt, paddedBytes);
         encoder.copyBufferToBuffer(output, paddedBytes, staging, flagsAt + FLAG_BYTES * k, 8);
+        if (record !== null && k === 0) {
+          encoder.copyBufferToBuffer(record, 0, staging, recordAt, OUTER_RECORD_BYTES);
+        }
         const commands = encoder.finish();
         const ts = profile ? performance.now() : 0;
         // One submission per piece: the GPU starts on it while the next one uploads.
@@ -548,6 +648,7 @@ export class Fp4GpuEncoder {
     }
 
     let out: Uint8Array;
+    let words: Uint32Array | null = null;
     let badFinite = NONE;
     let badOuter = NONE;
     try {
@@ -562,6 +663,7 @@ export class Fp4GpuEncoder {
         if (f !== 0 && badFinite === NONE) badFinite = piece.firstElement + NONE - f;
         if (o !== 0 && badOuter === NONE) badOuter = piece.firstElement + NONE - o;
       });
+      if (record !== null) words = new Uint32Array(range.slice(recordAt, mapBytes));
       if (pieces.every((piece) => piece.stagingAt === piece.at)) {
         // Deno's getMappedRange already copied the range into a fresh buffer, which unmap would
         // detach: transferring it keeps those bytes without a second copy.
@@ -583,7 +685,7 @@ export class Fp4GpuEncoder {
         format.label,
         badFinite,
         nPerRow,
-        reasonAt(rows, badFinite),
+        reasonAt(rows, badFinite, nPerRow, headRows),
       );
     }
     if (badOuter !== NONE) {
@@ -594,6 +696,6 @@ export class Fp4GpuEncoder {
         `overflows float32 when divided by the outer scale ${search.outerScale}`,
       );
     }
-    return out;
+    return { bytes: out, words };
   }
 }

@@ -48,9 +48,22 @@ export function fp4OuterScale(
       `Cannot choose an outer scale as the tensor amax is not finite and ≥ 0: ${tensorAmax}`,
     );
   }
-  const cap = CAP[format.name];
-  if (cap === undefined || tensorAmax === 0) return 1;
-  const top = options.fourOverSix ? 4 : format.levels[7]! / 2;
-  const outer = Math.fround(tensorAmax / (top * cap));
+  const divisor = fp4OuterDivisor(format, options);
+  if (divisor === null || tensorAmax === 0) return 1;
+  const outer = Math.fround(tensorAmax / divisor);
   return Math.min(LIMIT, Math.max(1 / LIMIT, outer));
+}
+
+/**
+ * What a tensor's amax is divided by to give its outer scale (the level the largest block maps
+ * to, times the largest scale the rtn rule still rounds to: an integer below 2^24), or null for a
+ * format without outer scales.
+ */
+export function fp4OuterDivisor(
+  format: Fp4Format,
+  options: Fp4OuterScaleOptions = {},
+): number | null {
+  const cap = CAP[format.name];
+  if (cap === undefined) return null;
+  return (options.fourOverSix ? 4 : format.levels[7]! / 2) * cap;
 }

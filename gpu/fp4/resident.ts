@@ -1,17 +1,23 @@
 /**
  * One outer-scaled tensor kept on the GPU while it streams in, so that its outer scale costs no
- * second read: each piece of rows is uploaded once and its amax folded on the GPU as it arrives
- * (amax_gpu.ts); after the last piece the caller turns the amax into the outer scale (the same
- * `fp4OuterScale` as the CPU pre-pass) and the pieces are encoded from their GPU copies. The
- * bytes equal those of the pre-pass followed by the usual encode, on either device.
+ * second read: each piece of rows is uploaded once; after the last piece the GPU finds the amax
+ * and the outer scale (amax_gpu.ts: the same float as `fp4OuterScale` over the pre-pass's amax)
+ * and the pieces are encoded from their GPU copies, all submitted at once with no read-back in
+ * between. The bytes equal those of the pre-pass followed by the usual encode, on either device.
  *
  * @module
  */
 import { type Fp4EncodeOptions, fp4GpuKernel } from "./encode.ts";
-import { type Bf16Rows, type Fp4GpuEncoder, type GpuRows } from "./encode_gpu.ts";
+import {
+  type Bf16Rows,
+  type Fp4GpuEncoder,
+  type Fp4ScaledBytes,
+  type GpuRows,
+} from "./encode_gpu.ts";
 import { GpuAmax } from "./amax_gpu.ts";
 import { fp4Bytes, type Fp4Format } from "./formats.ts";
 import { Fp4InputError } from "./input_error.ts";
+import { fp4OuterDivisor } from "./outer_scale.ts";
 import { resolveFp4Search } from "./search_options.ts";
 import { fp4Weights } from "./weights.ts";
 import { busyGate } from "../busy_gate.ts";
@@ -73,7 +79,7 @@ export class Fp4ResidentTensor {
   /**
    * A tensor's GPU copy, or null where its encodes would not run on the GPU (the device choice,
    * see `fp4GpuKernel`) or need its rows on the host (per-element imatrix weights).
-   * `options.outerScale` is ignored: {@linkcode encode} takes it.
+   * `options.outerScale` is ignored: the GPU finds it (`options.fourOverSix` leaves room for it).
    * @throws {RangeError} for invalid options, as `createFp4Encoder`.
    * @throws {Error} for `device: "gpu"` without a usable GPU.
    */
@@ -94,7 +100,7 @@ export class Fp4ResidentTensor {
     options: Fp4EncodeOptions,
   ): Promise<boolean> {
     const found = await gpuFor(format, nPerRow, options);
-    found?.amax.discard();
+    found?.amax.release();
     return found !== null;
   }
 
@@ -104,11 +110,14 @@ export class Fp4ResidentTensor {
   }
 
   /**
-   * Uploads whole rows (float32, or bfloat16 bytes in whole words) and folds their amax.
-   * @throws {RangeError} for rows that are not whole rows of `nPerRow`.
+   * Uploads whole rows (float32, or bfloat16 bytes in whole words), to be encoded by
+   * {@linkcode encode} with the others.
+   * @param headRows as in `Fp4GpuEncoder.upload`: Q/K rows in rotate-half order, read in rope
+   * order. Every piece of a tensor gives the same.
+   * @throws {RangeError} for rows that are not whole rows of `nPerRow` (or whole heads).
    */
-  add(rows: Float32Array | Bf16Rows): void {
-    const uploaded = this.#kernel.upload(rows, this.nPerRow);
+  add(rows: Float32Array | Bf16Rows, headRows = 0): void {
+    const uploaded = this.#kernel.upload(rows, this.nPerRow, headRows);
     this.#pieces.push(uploaded);
     this.#bytes += uploaded.bytes;
     this.#amax.fold(uploaded);
@@ -123,24 +132,28 @@ export class Fp4ResidentTensor {
     }
   }
 
-  /** The largest finite |x| of every row added (NaN and ±inf skipped, as `finiteAmax`). */
-  amax(): Promise<number> {
-    return this.#amax.read();
-  }
-
   /**
-   * Encodes the pieces added, in order, one call each, divided by `outerScale`; each GPU copy
-   * goes back to the pool once its commands are submitted (before this returns).
-   * @throws {RangeError} for an outer scale outside 2^±100.
+   * Finds the outer scale of every row added and encodes the pieces divided by it, in order, one
+   * call per group of pieces; the commands are submitted, and each GPU copy given back to the
+   * pool, before this returns. The largest finite |x| (NaN and ±inf skipped, as `finiteAmax`)
+   * and the outer scale come back with the first call's bytes.
+   * @throws {Error} for a format without outer scales.
    */
-  encode(outerScale: number): Promise<Uint8Array>[] {
-    const search = resolveFp4Search(this.format, this.nPerRow, { ...this.#options, outerScale });
+  encode(): { pieces: Promise<Uint8Array>[]; scale: Promise<Fp4ScaledBytes> } {
+    const divisor = fp4OuterDivisor(this.format, this.#options);
+    if (divisor === null) throw new Error(`Cannot find an outer scale for ${this.format.label}`);
+    const search = resolveFp4Search(this.format, this.nPerRow, {
+      ...this.#options,
+      outerScale: 1,
+    });
     const weights = fp4Weights(this.format, new Float32Array(0), this.nPerRow, search);
     const pieces = this.#pieces;
     this.#pieces = [];
     this.#bytes = 0;
+    const { records, valid } = this.#amax.queue(divisor);
     // Consecutive pieces share a call up to `callBytes`: one read-back (≥ 10 ms in Deno) each.
     const out: Promise<Uint8Array>[] = [];
+    let scale: Promise<Fp4ScaledBytes> | null = null;
     for (let k = 0; k < pieces.length;) {
       const group = [pieces[k++]!];
       let bytes = group[0]!.bytes;
@@ -151,10 +164,16 @@ export class Fp4ResidentTensor {
       const rows: GpuRows = {
         gpu: group.flatMap((g) => g.gpu),
         isBf16: group[0]!.isBf16,
+        headRows: group[0]!.headRows,
         elements: group.reduce((a, g) => a + g.elements, 0),
         bytes,
       };
-      const call = this.#kernel.encode(rows, this.nPerRow, search, weights);
+      // Rejected commands are reported as such, ahead of what the encode made of them.
+      const call = Promise.all([
+        valid,
+        this.#kernel.encodeScaled(rows, this.nPerRow, search, weights, records),
+      ]).then(([, result]) => result);
+      scale ??= call;
       // Each piece gets its own part of the call's bytes (views, no copy), or the call's error
       // restated from its own first element (so its position in the tensor stays right).
       let at = 0, first = 0;
@@ -164,14 +183,17 @@ export class Fp4ResidentTensor {
         at += length;
         first += g.elements;
         out.push(call.then(
-          (all) => all.subarray(from, from + length),
+          ({ bytes }) => bytes.subarray(from, from + length),
           (e: unknown) => {
             throw e instanceof Fp4InputError ? e.shifted(skip, this.nPerRow) : e;
           },
         ));
       }
     }
-    return out;
+    this.#amax.release(); // every command reading its record is submitted
+    // No rows: the empty tensor's amax is 0, and its outer scale 1.
+    scale ??= valid.then(() => ({ bytes: new Uint8Array(0), amax: 0, outerScale: 1 }));
+    return { pieces: out, scale };
   }
 
   /** Gives the GPU copies back without encoding them. */
@@ -179,6 +201,6 @@ export class Fp4ResidentTensor {
     for (const rows of this.#pieces) this.#kernel.release(rows);
     this.#pieces = [];
     this.#bytes = 0;
-    this.#amax.discard();
+    this.#amax.release();
   }
 }

@@ -1,9 +1,9 @@
 /**
  * Outer scales without a second read, where FP4 encodes run on the GPU: each outer-scaled
  * tensor's pieces stay on the GPU as they stream through the encode stage (gpu/fp4/resident.ts);
- * once its last piece is in, its amax gives the outer scale, which goes into the plan (and so
- * into its `.scale` tensor, written after every checkpoint tensor), and the pieces are encoded
- * from their GPU copies. Same bytes as the pre-pass (amax_prepass.ts), which still serves the
+ * once its last piece is in, the GPU finds its amax and outer scale and encodes the pieces from
+ * their GPU copies, in one go. The outer scale comes back with the bytes and goes into the plan
+ * (and so into its `.scale` tensor, written after every checkpoint tensor). Same bytes as the pre-pass (amax_prepass.ts), which still serves the
  * tensors {@linkcode planGpuOuterScales} leaves out: encodes on the CPU, per-element imatrix
  * weights, or a tensor larger than the VRAM budget.
  *
@@ -11,8 +11,6 @@
  */
 import { acquireGpu } from "../../gpu/device.ts";
 import { FP4_GPU_MIN_ELEMENTS } from "../../gpu/flags.ts";
-import { fp4Format } from "../../gpu/fp4/formats.ts";
-import { fp4OuterScale } from "../../gpu/fp4/outer_scale.ts";
 import { Fp4ResidentTensor } from "../../gpu/fp4/resident.ts";
 import { type PlannedTensor, tensorElements } from "../../pipeline/plan.ts";
 import type { EncodeOptions } from "../encode_stream.ts";
@@ -81,27 +79,20 @@ export class GpuOuterScales {
   readonly #tensors: readonly PlannedTensor[];
   readonly #options: EncodeOptions;
   readonly #onGpu: ReadonlySet<number>;
-  readonly #budget: number;
   readonly #open = new Map<number, Promise<_Tensor>>();
-  /** Complete tensors whose GPU copies are still held, oldest first. */
-  readonly #complete: Promise<void>[] = [];
-  /** Bytes held on the GPU by tensors not yet encoded. */
-  #held = 0;
 
   /**
-   * @param onGpu the tensors planned here ({@linkcode planGpuOuterScales}).
-   * @param budget GPU bytes held at most (a tensor in flight may wait for older ones).
+   * @param onGpu the tensors planned here ({@linkcode planGpuOuterScales}), each within the VRAM
+   * budget; a tensor is held on the GPU only until its last piece is in.
    */
   constructor(
     tensors: readonly PlannedTensor[],
     options: EncodeOptions,
     onGpu: ReadonlySet<number>,
-    budget: number = options.gpuOuterScaleBytes ?? GPU_OUTER_SCALE_BYTES,
   ) {
     this.#tensors = tensors;
     this.#options = options;
     this.#onGpu = onGpu;
-    this.#budget = budget;
   }
 
   /** Whether a tensor's pieces come here. */
@@ -110,31 +101,25 @@ export class GpuOuterScales {
   }
 
   /**
-   * Uploads a piece (after older tensors have made room within the budget) and folds its amax.
-   * Its bytes come once its tensor's last piece has been added.
+   * Uploads a piece. Its bytes come once its tensor's last piece has been added and encoded.
    * @throws {Error} for a tensor whose encodes no longer run on the GPU.
    */
   async add(piece: TensorPiece): Promise<GpuOuterScalePiece> {
     const t = this.#tensors[piece.tensor]!;
-    const size = piece.dtype === "F16" ? 2 * piece.bytes.length : piece.bytes.length;
-    while (this.#held + size > this.#budget && this.#complete.length > 0) {
-      await this.#complete.shift();
-    }
     let opened = this.#open.get(piece.tensor);
     if (opened === undefined) {
       opened = this.#start(t);
       this.#open.set(piece.tensor, opened);
     }
     const state = await opened;
-    const before = state.resident.bytes;
+    const headRows = piece.ropeHeadRows ?? 0;
     if (piece.dtype === "BF16") {
-      state.resident.add({ bf16: piece.bytes });
+      state.resident.add({ bf16: piece.bytes }, headRows);
     } else {
       const values = new Float32Array(piece.bytes.length / (piece.dtype === "F32" ? 4 : 2));
       decodeFloats(piece.dtype, piece.bytes, values);
-      state.resident.add(values);
+      state.resident.add(values, headRows);
     }
-    this.#held += state.resident.bytes - before;
     const result = Promise.withResolvers<Uint8Array>();
     result.promise.catch(() => {}); // the caller awaits it, unless the stream has failed
     state.pieces.push({
@@ -144,7 +129,7 @@ export class GpuOuterScales {
     state.received += piece.bytes.length;
     if (state.received === state.total) {
       this.#open.delete(piece.tensor);
-      this.#complete.push(this.#finish(t, state));
+      this.#finish(t, state);
     }
     return { bytes: result.promise, submitted: state.submitted.promise };
   }
@@ -174,21 +159,22 @@ export class GpuOuterScales {
     return { resident, total, received: 0, pieces: [], submitted };
   }
 
-  /** The outer scale from the amax, into the plan; then every piece's encode. */
-  async #finish(t: PlannedTensor, state: _Tensor): Promise<void> {
+  /**
+   * Submits the tensor's outer scale and every piece's encode; the outer scale goes into the plan
+   * as the first call's bytes come back, before any piece's bytes are handed on.
+   */
+  #finish(t: PlannedTensor, state: _Tensor): void {
     const { resident, pieces } = state;
     try {
-      const amax = await resident.amax();
-      const fp4 = t.fp4!;
-      fp4.outerScale![0] = fp4OuterScale(fp4Format(fp4.format), amax, {
-        fourOverSix: this.#options.fourOverSix ?? false,
+      const encoded = resident.encode();
+      const scaled = encoded.scale.then(({ outerScale }) => {
+        t.fp4!.outerScale![0] = outerScale;
       });
-      const held = resident.bytes;
-      const encoded = resident.encode(fp4.outerScale![0]!);
-      this.#held -= held;
-      encoded.forEach((bytes, k) => pieces[k]!.resolve(bytes));
+      scaled.catch(() => {}); // each piece reports it, after its own error if it has one
+      encoded.pieces.forEach((bytes, k) => {
+        pieces[k]!.resolve(bytes.then((b) => scaled.then(() => b)));
+      });
     } catch (e: unknown) {
-      this.#held -= resident.bytes;
       resident.release();
       for (const p of pieces) p.reject(e);
     } finally {

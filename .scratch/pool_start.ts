@@ -1,0 +1,10 @@
+import { EncoderPool } from "../stages/encode/encoder_pool.ts";
+const t0 = performance.now();
+const pool = new EncoderPool(1);
+const bytes = new Uint8Array(8 << 20);
+const r = await pool.q8_0("BF16", bytes);
+const t1 = performance.now();
+await pool.q8_0("BF16", bytes);
+const t2 = performance.now();
+console.log(`first ${(t1 - t0).toFixed(0)} ms, second ${(t2 - t1).toFixed(0)} ms`, r.out.length);
+pool.close();
