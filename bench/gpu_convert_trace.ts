@@ -8,15 +8,17 @@
  * was blocked (a 1 ms ticker's gaps over 3 ms).
  *
  * SLUICE_BENCH_DIR=DIR deno run -A bench/gpu_convert_trace.ts [outer|noOuter] [timeline]
- * (SLUICE_TUNE='{"callBytes": 8388608}' sets the resident tensors' call size.)
+ * (SLUICE_TUNE='{"callBytes": 8388608, "keptBytes": 33554432, "inFlight": 8, "pieceBytes":
+ * 8388608}' sets the resident tensors' call size, the encode stage's limits and the GPU pieces.)
  *
  * @module
  */
 import { convert } from "../pipeline/convert.ts";
 import { acquireGpu } from "../gpu/device.ts";
 import { createFp4Encoder } from "../gpu/fp4/encode.ts";
-import { Fp4GpuEncoder } from "../gpu/fp4/encode_gpu.ts";
+import { Fp4GpuEncoder, fp4GpuTuning } from "../gpu/fp4/encode_gpu.ts";
 import { fp4ResidentTuning } from "../gpu/fp4/resident.ts";
+import { encodeStreamTuning } from "../stages/encode_stream.ts";
 
 type Method = (this: unknown, ...args: unknown[]) => unknown;
 
@@ -26,6 +28,9 @@ const outer = Deno.args[0] !== "noOuter";
 const timeline = Deno.args.includes("timeline");
 const tune = JSON.parse(Deno.env.get("SLUICE_TUNE") ?? "{}");
 if (tune.callBytes) fp4ResidentTuning.callBytes = tune.callBytes;
+if (tune.keptBytes) encodeStreamTuning.keptBytes = tune.keptBytes;
+if (tune.inFlight) encodeStreamTuning.inFlight = tune.inFlight;
+if (tune.pieceBytes) fp4GpuTuning.pieceBytes = tune.pieceBytes;
 
 // The GPU is opened and the kernel built before the clock starts, as in bench/gpu_convert.ts.
 await acquireGpu("gpu");
@@ -51,6 +56,7 @@ const inFlight = (proto: object, name: string, tag: string) =>
       return r;
     });
 inFlight(Fp4GpuEncoder.prototype, "encode", "gpu");
+inFlight(Fp4GpuEncoder.prototype, "encodeScaled", "gpu");
 inFlight(Deno.FsFile.prototype, "read", "read");
 
 /** Time inside each synchronous WebGPU call (ms). */

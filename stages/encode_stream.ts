@@ -75,9 +75,12 @@ const IN_FLIGHT = 8;
 
 /**
  * Encoded bytes that pieces kept on the GPU (outer scale found there) may hold in flight besides:
- * they hold no input, and their tensor's pieces are encoded in a few calls at once.
+ * they hold no input, and their tensor's pieces are encoded in a few calls at once. More keeps
+ * more read-backs (and their staging buffers) alive: on an H100 (bench/gpu_convert.ts 20, two
+ * runs) 32 MiB ran at 1.81–1.83 GB/s with 398–413 MiB peak RSS, 64 MiB at 1.68–1.71 GB/s with
+ * 561–568 MiB, 16–24 MiB at 1.56–1.90 GB/s and 8 MiB at 1.30 GB/s.
  */
-const KEPT_BYTES = 64 << 20;
+const KEPT_BYTES = 32 << 20;
 
 /**
  * Elements of a tensor below which its pieces are encoded here unless workers already run:
