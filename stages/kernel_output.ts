@@ -2,9 +2,9 @@
  * The output file through libc, called by Deno's FFI on threads of its own, so the main thread
  * (which reads, scans and drives the GPU) never waits on a write.
  *
- * Writes are `pwrite` calls at explicit offsets. Deno's own async write cost the main thread
- * about a fifth of a GPU conversion (175 of 610 ms for 0.95 GB, traced on an H100), and it
- * slows down badly above 1 MiB per call; `pwrite` takes a whole piece at once.
+ * Writes are `pwrite` calls at explicit offsets (with few cores, one at a time in 512 KiB calls:
+ * see `FEW_CORES`). Deno's own async write cost the main thread about a fifth of a GPU conversion
+ * (175 of 610 ms for 0.95 GB, traced on an H100).
  *
  * Byte ranges of local files are copied inside the kernel (Linux `copy_file_range`), so bytes
  * that pass through unchanged are never copied into and back out of this process. A read→write
@@ -26,6 +26,20 @@
  */
 
 const O_RDONLY = 0, O_WRONLY = 1, O_CLOEXEC = 0o2000000;
+/**
+ * How writes go depends on the cores there are. With few, they go one at a time in 512 KiB
+ * calls: on a 2-core VM the kernel's copy into the page cache slowed down badly for bigger calls
+ * and for several writers to one file (ext4's inode lock: spinning threads take the cores the
+ * pipeline needs). 2 GiB of libc `pwrite` took 1.4–1.8 s in 1 MiB calls from one thread,
+ * 3.9–6.4 s in 4 MiB calls and 4.2–6.6 s in 1 MiB calls from four threads (two to three runs
+ * each), and `deno task bench hub`'s conversion, which spent 5.4–7.1 s of 6.2–9.1 s in the kernel
+ * with whole 8 MiB pieces written several at once, spent 2.1–2.3 s of 4.5–5.0 s in 2 MiB pieces
+ * written this way. With many cores, whole pieces go several at once: on the 16-core H100 host,
+ * one call per piece kept the main thread's FFI calls few (`bench/gpu_convert_trace.ts`, three
+ * interleaved runs: 2.04–2.40 GB/s against 1.89–1.92 GB/s in 512 KiB calls one at a time).
+ */
+const FEW_CORES = (navigator.hardwareConcurrency ?? 1) < 8;
+const WRITE_CALL_BYTES = FEW_CORES ? 512 << 10 : Infinity;
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
@@ -100,6 +114,8 @@ export function openKernelOutput(output: string): KernelOutput | null {
   // once, so a descriptor is closed only when no copy uses it.
   const sources = new Map<string, { fd: number; users: number }>();
   let latest = "";
+  /** The last write handed over: the next starts after it. */
+  let writes: Promise<unknown> = Promise.resolve();
   const closeIdle = () => {
     for (const [path, source] of sources) {
       if (source.users > 0 || path === latest) continue;
@@ -137,17 +153,21 @@ export function openKernelOutput(output: string): KernelOutput | null {
         closeIdle();
       }
     },
-    async write(offset, bytes) {
-      let done = 0;
-      while (done < bytes.length) {
-        const rest = bytes.subarray(done);
-        const n = Number(
-          await lib.symbols.pwrite(out, rest, BigInt(rest.length), BigInt(offset + done)),
-        );
-        if (n <= 0) return false;
-        done += n;
-      }
-      return true;
+    write(offset, bytes) {
+      const turn = writes.then(async () => {
+        for (let done = 0; done < bytes.length;) {
+          const part = bytes.subarray(done, done + WRITE_CALL_BYTES);
+          const n = Number(
+            await lib.symbols.pwrite(out, part, BigInt(part.length), BigInt(offset + done)),
+          );
+          if (n <= 0) return false;
+          done += n;
+        }
+        return true;
+      });
+      // With few cores, one write at a time, in order: writers of one file only wait on each other.
+      if (FEW_CORES) writes = turn;
+      return turn;
     },
     startWriteback(offset, length) {
       // SYNC_FILE_RANGE_WRITE: queue the dirty pages for writing; a hint, so errors are ignored

@@ -29,9 +29,15 @@ const MAX_UNIFORMS = 64;
 /** Record buffers kept per device for later tensors. */
 const MAX_SPARES = 8;
 
-/** Per device: uniform blocks by content and spare record buffers. */
+/** Bind groups of folds kept per device (pooled pieces and spare records come back). */
+const MAX_BIND_GROUPS = 256;
+
+/** Per device: uniform blocks by content, fold bind groups by buffers, spare record buffers. */
 interface _DeviceState {
   readonly uniforms: Map<string, GPUBuffer>;
+  readonly bindGroups: Map<string, GPUBindGroup>;
+  readonly ids: WeakMap<GPUBuffer, number>;
+  nextId: number;
   readonly spares: GPUBuffer[];
 }
 const states = new WeakMap<GPUDevice, _DeviceState>();
@@ -39,7 +45,13 @@ const states = new WeakMap<GPUDevice, _DeviceState>();
 function stateOf(device: GPUDevice): _DeviceState {
   let state = states.get(device);
   if (state === undefined) {
-    state = { uniforms: new Map(), spares: [] };
+    state = {
+      uniforms: new Map(),
+      bindGroups: new Map(),
+      ids: new WeakMap(),
+      nextId: 0,
+      spares: [],
+    };
     states.set(device, state);
   }
   return state;
@@ -61,6 +73,34 @@ function uniformOf(device: GPUDevice, words: readonly number[]): GPUBuffer {
     uniforms.set(key, buffer);
   }
   return buffer;
+}
+
+/**
+ * The bind group of one fold, reused whenever the same buffers come back. A destroyed buffer is
+ * never handed out again, so its groups are never looked up; the cache starts over when full.
+ */
+function foldBindGroup(
+  device: GPUDevice,
+  layout: GPUBindGroupLayout,
+  buffers: readonly [GPUBuffer, GPUBuffer, GPUBuffer],
+): GPUBindGroup {
+  const state = stateOf(device);
+  const key = buffers.map((b) => {
+    let id = state.ids.get(b);
+    if (id === undefined) state.ids.set(b, id = state.nextId++);
+    return id;
+  }).join(",");
+  let group = state.bindGroups.get(key);
+  if (group === undefined) {
+    if (state.bindGroups.size >= MAX_BIND_GROUPS) state.bindGroups.clear();
+    group = device.createBindGroup({
+      label: AMAX,
+      layout,
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    state.bindGroups.set(key, group);
+  }
+  return group;
 }
 
 /** Float32 bits of a number (rounded to float32). */
@@ -164,21 +204,8 @@ export class GpuAmax {
       const words = isBf16 ? piece.elements / 2 : piece.elements;
       const groups = Math.max(1, Math.ceil(words / WORDS_PER_GROUP));
       const groupsX = Math.min(groups, maxX);
-      pass.setBindGroup(
-        0,
-        device.createBindGroup({
-          label: AMAX,
-          layout,
-          entries: [
-            {
-              binding: 0,
-              resource: { buffer: uniformOf(device, [words, isBf16 ? 1 : 0, groupsX, 0]) },
-            },
-            { binding: 1, resource: { buffer: piece.buffer } },
-            { binding: 2, resource: { buffer: this.#records } },
-          ],
-        }),
-      );
+      const params = uniformOf(device, [words, isBf16 ? 1 : 0, groupsX, 0]);
+      pass.setBindGroup(0, foldBindGroup(device, layout, [params, piece.buffer, this.#records]));
       pass.dispatchWorkgroups(groupsX, Math.ceil(groups / groupsX));
     }
     this.#pieces.length = 0;

@@ -1,0 +1,12 @@
+import { Session } from "node:inspector";
+import { convert } from "../pipeline/convert.ts";
+const ep = Deno.args[0]!;
+const session = new Session(); session.connect();
+const post = (m: string, p: object = {}) => new Promise<unknown>((res, rej) => session.post(m, p, (e: Error | null, r: unknown) => e ? rej(e) : res(r)));
+await post("Profiler.enable"); await post("Profiler.setSamplingInterval", { interval: 250 }); await post("Profiler.start");
+const t0 = performance.now();
+await convert({ input: "hf:bench/core", output: "/tmp/hub-prof.gguf", type: "bf16", tokenizerPre: "llama-bpe", hub: { endpoint: ep, connections: 8, maxMemory: 512 << 20, token: null } });
+console.log(`${((performance.now() - t0) / 1000).toFixed(2)} s`);
+const { profile } = await post("Profiler.stop") as { profile: unknown };
+Deno.writeTextFileSync("/tmp/hub.cpuprofile", JSON.stringify(profile));
+Deno.removeSync("/tmp/hub-prof.gguf");
