@@ -9,7 +9,8 @@
  *
  * SLUICE_BENCH_DIR=DIR deno run -A bench/gpu_convert_trace.ts [outer|noOuter] [timeline]
  * (SLUICE_TUNE='{"callBytes": 8388608, "keptBytes": 33554432, "inFlight": 8, "pieceBytes":
- * 8388608}' sets the resident tensors' call size, the encode stage's limits and the GPU pieces.)
+ * 8388608, "workers": 4}' sets the resident tensors' call size, the encode stage's limits, the
+ * GPU pieces and the CPU workers.)
  *
  * @module
  */
@@ -107,7 +108,7 @@ const stats = await convert({
   tokenizerPre: "llama-bpe",
   imatrix: `${work}/imatrix.gguf`,
   outerScale: outer,
-  encode: { mode: "full", device: "gpu" },
+  encode: { mode: "full", device: "gpu", ...(tune.workers ? { workers: tune.workers } : {}) },
 });
 const total = performance.now() - t0;
 const mainMs = cpuMs("/proc/thread-self/stat") - main0;
