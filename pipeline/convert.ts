@@ -172,7 +172,7 @@ function _defaultChunkSize(
  */
 export async function convert(options: ConvertOptions): Promise<ConvertStats> {
   const started = performance.now();
-  // One pool of workers (started as jobs come) for the outer-scale pre-pass and the encodes.
+  // One pool of workers (started as jobs come) for the encodes.
   const pool = new EncoderPool(options.encode?.workers);
   try {
     return await _convert(options, started, pool);
@@ -210,7 +210,6 @@ async function _convert(
   const gpuOuterScales = await planGpuOuterScales(p.tensors, encodeOptions);
   await fillOuterScales(source, p.tensors.filter((_, i) => !gpuOuterScales.has(i)), {
     fourOverSix: options.encode?.fourOverSix ?? false,
-    pool,
     ...(chunkSize === undefined ? {} : { chunkSize }),
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });

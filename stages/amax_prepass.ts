@@ -1,9 +1,16 @@
 /**
  * The pre-pass behind per-tensor outer scales: one extra read of the tensors that get one,
  * keeping only each tensor's largest |x|, so the scale is known before the main pass encodes
- * (the `.scale` tensors themselves come after every checkpoint tensor). Memory stays at one
- * piece; the cost is reading those tensors twice. Where FP4 encodes run on a GPU, the encode
+ * (the `.scale` tensors themselves come after every checkpoint tensor). Memory stays at a few
+ * pieces; the cost is reading those tensors twice. Where FP4 encodes run on a GPU, the encode
  * stage finds most outer scales without it (stages/encode/gpu_outer_scale.ts).
+ *
+ * The scan runs on this thread, each piece's buffer going back to the source right after. On
+ * worker threads (the bytes copied to them by `postMessage`) the 2.08 GB model of
+ * `deno task bench core` took 2.4–2.9 s and 1051–1183 MiB peak RSS for the pre-pass alone on a
+ * 2-core VM, the workers' heaps holding the copies; here it took 1.4–2.0 s and 108–110 MiB. On a
+ * 16-core H100 host the whole pre-pass conversion (`bench/gpu_convert.ts 20`) slowed from
+ * 0.83–0.88 to 0.60 GB/s, its peak RSS falling from 914–1252 to 406 MiB.
  *
  * @module
  */
@@ -12,21 +19,13 @@ import { fp4Format } from "../gpu/fp4/formats.ts";
 import type { PlannedTensor } from "../pipeline/plan.ts";
 import type { ModelSource } from "../pipeline/source.ts";
 import { finiteAmax } from "./encode/finite.ts";
-import { EncoderPool } from "./encode/encoder_pool.ts";
 import { planRanges, RowGroupStream } from "./row_group_stream.ts";
-
-/** Pieces smaller than this are scanned here rather than copied to a worker. */
-const POOL_MIN_BYTES = 256 << 10;
-/** Scans in flight on workers. */
-const IN_FLIGHT = 8;
 
 /** Options for {@linkcode fillOuterScales}. */
 export interface OuterScaleOptions {
   fourOverSix?: boolean;
   chunkSize?: number;
   signal?: AbortSignal;
-  /** Workers started by the caller (who closes them); otherwise started here when needed. */
-  pool?: EncoderPool;
 }
 
 /** Measures each outer-scaled tensor's amax and writes its outer scale into the plan. */
@@ -44,27 +43,9 @@ export async function fillOuterScales(
   };
   const pieces = source.readRanges(planRanges(scaled), readOptions)
     .pipeThrough(new RowGroupStream(scaled));
-  // Big pieces are scanned on worker threads, a few at a time, while the next ones are read.
-  // Started only when a piece is big enough to need it.
-  const workers: { pool: EncoderPool | null } = { pool: null };
-  const inFlight: Promise<void>[] = [];
-  try {
-    for await (const piece of pieces) {
-      const { tensor, dtype, bytes } = piece;
-      if (bytes.length < POOL_MIN_BYTES) {
-        amax[tensor] = Math.max(amax[tensor]!, finiteAmax(dtype, bytes));
-        continue;
-      }
-      inFlight.push(
-        (options.pool ?? (workers.pool ??= new EncoderPool())).amax(dtype, bytes).then((m) => {
-          amax[tensor] = Math.max(amax[tensor]!, m);
-        }),
-      );
-      if (inFlight.length >= IN_FLIGHT) await inFlight.shift();
-    }
-    await Promise.all(inFlight);
-  } finally {
-    workers.pool?.close();
+  for await (const piece of pieces) {
+    amax[piece.tensor] = Math.max(amax[piece.tensor]!, finiteAmax(piece.dtype, piece.bytes));
+    piece.release?.();
   }
   scaled.forEach((t, i) => {
     const fp4 = t.fp4!;

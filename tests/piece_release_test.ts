@@ -6,6 +6,7 @@
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { plan } from "../pipeline/convert.ts";
+import type { PlannedTensor } from "../pipeline/plan.ts";
 import { acquireGpu } from "../gpu/device.ts";
 import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
 import { planGpuOuterScales } from "../stages/encode/gpu_outer_scale.ts";
@@ -88,5 +89,44 @@ Deno.test("no stage reads a piece's bytes after giving its buffer back", async (
       assert(poisoned.released > 0, `${label}: no piece was released`);
       assertEquals(poisoned.bytes, plain.bytes, label);
     }
+  });
+});
+
+Deno.test("the outer-scale pre-pass gives every buffer back, once it has scanned it", async () => {
+  // FFN pieces (256 KiB) go to a worker, attention pieces are scanned here.
+  const spec = { hiddenSize: 256, intermediateSize: 512 };
+  await withModel({ arch: "llama", seed: 14, dtype: "BF16", ...spec }, async (dir) => {
+    const options = { type: "nvfp4", tokenizerPre: "llama-bpe" } as const;
+    const scales = (tensors: readonly PlannedTensor[]) =>
+      tensors.flatMap((t) => t.fp4?.outerScale ? [t.fp4.outerScale[0]] : []);
+
+    const plain = await plan(dir, options);
+    await fillOuterScales(plain.source, plain.plan.tensors);
+
+    const { source, plan: p } = await plan(dir, options);
+    let chunks = 0, released = 0;
+    const counted = Object.create(source) as typeof source;
+    counted.readRanges = (ranges, readOptions) =>
+      source.readRanges(ranges, readOptions).pipeThrough(
+        new TransformStream({
+          transform(chunk, controller) {
+            chunks++;
+            const bytes = chunk.bytes.slice();
+            chunk.release?.();
+            controller.enqueue({
+              ...chunk,
+              bytes,
+              release: () => {
+                released++;
+                bytes.fill(0xff); // NaN in BF16: a scan after the release would see it
+              },
+            });
+          },
+        }),
+      );
+    await fillOuterScales(counted, p.tensors);
+    assert(chunks > 0);
+    assertEquals(released, chunks, "releases");
+    assertEquals(scales(p.tensors), scales(plain.plan.tensors), "outer scales");
   });
 });

@@ -1,31 +1,25 @@
 /**
- * Worker side of `EncoderPool`: CPU-bound work on pieces (Q8_0, the outer-scale amax scan) off
- * the main thread, which keeps reading and writing.
+ * Worker side of `EncoderPool`: Q8_0 of pieces off the main thread, which keeps reading and
+ * writing.
  *
  * @module
  */
 import type { FloatDtype } from "./float_codecs.ts";
 import { encodeQ8_0FromBytes, q8_0Bytes } from "./q8_0.ts";
-import { finiteAmax } from "./finite.ts";
 
-/** A job for the worker: Q8_0-encode whole rows, or find the largest finite |x|. */
+/** A job for the worker: Q8_0-encode whole rows. */
 export interface EncodeJob {
   readonly id: number;
-  readonly kind: "q8_0" | "amax";
   readonly dtype: FloatDtype;
   readonly bytes: Uint8Array;
 }
 
-/**
- * The worker's answer. Q8_0: the encoded bytes and the first non-finite element or -1 in
- * `value`; amax: `out` null and the amax in `value`.
- */
+/** The worker's answer: the encoded bytes and the first non-finite element or -1 in `value`. */
 export type EncodeReply =
-  | { readonly id: number; readonly out: Uint8Array | null; readonly value: number }
+  | { readonly id: number; readonly out: Uint8Array; readonly value: number }
   | { readonly id: number; readonly error: string };
 
-function _run(job: EncodeJob): { out: Uint8Array | null; value: number } {
-  if (job.kind === "amax") return { out: null, value: finiteAmax(job.dtype, job.bytes) };
+function _run(job: EncodeJob): { out: Uint8Array; value: number } {
   const out = new Uint8Array(q8_0Bytes(job.bytes.length / (job.dtype === "F32" ? 4 : 2)));
   return { out, value: encodeQ8_0FromBytes(job.dtype, job.bytes, out) };
 }
@@ -38,7 +32,7 @@ const scope = self as any as {
 scope.onmessage = (e) => {
   try {
     const { out, value } = _run(e.data);
-    scope.postMessage({ id: e.data.id, out, value }, out ? [out.buffer as ArrayBuffer] : []);
+    scope.postMessage({ id: e.data.id, out, value }, [out.buffer as ArrayBuffer]);
   } catch (error) {
     scope.postMessage({ id: e.data.id, error: (error as Error).message });
   }

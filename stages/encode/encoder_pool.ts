@@ -1,5 +1,5 @@
 /**
- * A small pool of workers for the CPU-bound part of encoding (Q8_0, amax scans), so a conversion
+ * A small pool of workers for the CPU-bound part of encoding (Q8_0), so a conversion
  * uses more than one core while the main thread keeps reading and writing. Jobs go to the least
  * busy worker; answers come back as promises, in any order (callers keep their own order).
  *
@@ -14,7 +14,7 @@ export function defaultWorkers(): number {
 }
 
 interface _Pending {
-  resolve: (r: { out: Uint8Array | null; value: number }) => void;
+  resolve: (r: { out: Uint8Array; value: number }) => void;
   reject: (e: Error) => void;
 }
 
@@ -68,29 +68,24 @@ export class EncoderPool {
     else p.resolve({ out: reply.out, value: reply.value });
   }
 
-  #post(kind: EncodeJob["kind"], dtype: FloatDtype, bytes: Uint8Array) {
+  #post(dtype: FloatDtype, bytes: Uint8Array) {
     let w = 0;
     for (let i = 1; i < this.#workers.length; i++) if (this.#busy[i]! < this.#busy[w]!) w = i;
     const idle = this.#workers.length > 0 && this.#busy[w] === 0;
     if (!idle && this.#workers.length < this.#size) w = this.#start();
     const id = this.#next++;
     this.#busy[w]!++;
-    return new Promise<{ out: Uint8Array | null; value: number }>((resolve, reject) => {
+    return new Promise<{ out: Uint8Array; value: number }>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, worker: w });
       // Structured clone copies the bytes: the caller's buffer may back other pieces.
-      this.#workers[w]!.postMessage({ id, kind, dtype, bytes } satisfies EncodeJob);
+      this.#workers[w]!.postMessage({ id, dtype, bytes } satisfies EncodeJob);
     });
   }
 
   /** Q8_0 of whole rows; `bad` is the first NaN/Inf element or -1. */
   async q8_0(dtype: FloatDtype, bytes: Uint8Array): Promise<{ out: Uint8Array; bad: number }> {
-    const r = await this.#post("q8_0", dtype, bytes);
-    return { out: r.out!, bad: r.value };
-  }
-
-  /** Largest finite |x| of float bytes (non-finite values skipped). */
-  async amax(dtype: FloatDtype, bytes: Uint8Array): Promise<number> {
-    return (await this.#post("amax", dtype, bytes)).value;
+    const r = await this.#post(dtype, bytes);
+    return { out: r.out, bad: r.value };
   }
 
   /** Stops the workers; jobs still running are rejected. */
