@@ -2,7 +2,7 @@
  * LLaMA-family Q/K rows go from Hugging Face's rotate-half layout to llama.cpp's interleaved rope
  * pairs: within each head of `headRows` rows, new row `2i + p` is old row `p·headRows/2 + i`.
  * The CPU does it by copying rows (stages/qk_permute_stream.ts); the FP4 kernel reads rows in
- * this order instead (encode.wgsl's `source_row`), which saves the host a copy of every Q/K byte.
+ * this order instead (encode.wgsl's `source_of`), which saves the host a copy of every Q/K byte.
  *
  * @module
  */
@@ -24,15 +24,9 @@ export function permuteRopeRows(
   headRows: number,
   out: Uint8Array = new Uint8Array(bytes.length),
 ): Uint8Array {
-  const half = headRows / 2;
-  const headBytes = rowBytes * headRows;
-  for (let h = 0; h < bytes.length; h += headBytes) {
-    for (let i = 0; i < half; i++) {
-      for (let p = 0; p < 2; p++) {
-        const from = h + (p * half + i) * rowBytes;
-        out.set(bytes.subarray(from, from + rowBytes), h + (2 * i + p) * rowBytes);
-      }
-    }
+  for (let row = 0; row * rowBytes < bytes.length; row++) {
+    const from = ropeSourceRow(row, headRows) * rowBytes;
+    out.set(bytes.subarray(from, from + rowBytes), row * rowBytes);
   }
   return out;
 }

@@ -149,10 +149,10 @@ const LOCAL_CPU_CHUNK = 1 << 20;
 
 /**
  * Hub reads in 2 MiB pieces, for the same reason: bytes are still in the cache when they are
- * scanned and written. CLI conversions of `deno task bench hub`'s 2.08 GB model from its loopback
- * Hub (8 connections, 512 KiB writes one at a time, three rounds): 4.2–5.6 s in 2 MiB pieces,
- * 5.3–6.8 s in 8 MiB and 5.3–5.4 s in 1 MiB, where the extra per-piece work shows; peak RSS
- * 391–400 MiB against 496–518 MiB in 8 MiB pieces.
+ * scanned and written (`deno task bench hub`: see stages/kernel_output.ts). Ad hoc CLI runs
+ * against that bench's loopback Hub, three rounds: 4.2–5.6 s in 2 MiB pieces, 5.3–6.8 s in 8 MiB
+ * and 5.3–5.4 s in 1 MiB, where the extra per-piece work shows; peak RSS 391–400 MiB against
+ * 496–518 MiB in 8 MiB pieces.
  */
 const HUB_CPU_CHUNK = 2 << 20;
 

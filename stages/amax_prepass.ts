@@ -6,11 +6,11 @@
  * stage finds most outer scales without it (stages/encode/gpu_outer_scale.ts).
  *
  * The scan runs on this thread, each piece's buffer going back to the source right after. On
- * worker threads (the bytes copied to them by `postMessage`) the 2.08 GB model of
- * `deno task bench core` took 2.4–2.9 s and 1051–1183 MiB peak RSS for the pre-pass alone on a
- * 2-core VM, the workers' heaps holding the copies; here it took 1.4–2.0 s and 108–110 MiB. On a
- * 16-core H100 host the whole pre-pass conversion (`bench/gpu_convert.ts 20`) slowed from
- * 0.83–0.88 to 0.60 GB/s, its peak RSS falling from 914–1252 to 406 MiB.
+ * worker threads the copies `postMessage` made stayed in their heaps: `deno task bench gpu 20`'s
+ * pre-pass contender (16-core H100 host) had 914–1252 MiB peak RSS, and 406 MiB here, at 0.60
+ * against 0.83–0.88 GB/s (the scan no longer runs in parallel). Ad hoc on a 2-core VM, the
+ * pre-pass alone over `deno task bench core`'s 2.08 GB model took 2.4–2.9 s and 1051–1183 MiB on
+ * workers, 1.4–2.0 s and 108–110 MiB here.
  *
  * @module
  */

@@ -49,7 +49,7 @@ export interface EncodeOptions {
   weighting?: Fp4Weighting;
   /** Where FP4 kernels run. @default "auto" */
   device?: DeviceChoice;
-  /** Workers for Q8_0 and NaN scans. @default one per core beyond the main thread (1..4) */
+  /** Workers for Q8_0. @default one per core beyond the main thread (1..4) */
   workers?: number;
   /**
    * Workers started by the caller (who closes them), so they are up before the first piece;

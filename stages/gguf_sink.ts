@@ -80,8 +80,9 @@ interface _Span extends _Run {
 
 /**
  * The output file at explicit offsets. With the kernel handle (Linux, FFI allowed), pieces are
- * written by `pwrite` and bytes known to equal a local source file are copied file to file, both
- * on threads of their own and several at once, while the main thread goes on; small pieces are
+ * written by `pwrite` and bytes known to equal a local source file are copied file to file, on
+ * threads of their own (writes one at a time on few cores: kernel_output.ts) while the main thread
+ * goes on; small pieces are
  * gathered into few writes. Every 32 MiB, what is on file goes to the disk's writeback early.
  * Without the handle, or once the kernel fails, bytes are written through Deno.
  */

@@ -30,11 +30,12 @@ const O_RDONLY = 0, O_WRONLY = 1, O_CLOEXEC = 0o2000000;
  * How writes go depends on the cores there are. With few, they go one at a time in 512 KiB
  * calls: on a 2-core VM the kernel's copy into the page cache slowed down badly for bigger calls
  * and for several writers to one file (ext4's inode lock: spinning threads take the cores the
- * pipeline needs). 2 GiB of libc `pwrite` took 1.4–1.8 s in 1 MiB calls from one thread,
- * 3.9–6.4 s in 4 MiB calls and 4.2–6.6 s in 1 MiB calls from four threads (two to three runs
- * each), and `deno task bench hub`'s conversion, which spent 5.4–7.1 s of 6.2–9.1 s in the kernel
- * with whole 8 MiB pieces written several at once, spent 2.1–2.3 s of 4.5–5.0 s in 2 MiB pieces
- * written this way. With many cores, whole pieces go several at once: on the 16-core H100 host,
+ * pipeline needs). `deno task bench hub` (with Hub reads in 2 MiB pieces, pipeline/convert.ts):
+ * 0.59–0.60× a plain download (paired median) and 391–398 MiB peak RSS, against 0.53–0.55× and
+ * 497 MiB with whole 8 MiB pieces written several at once. Ad hoc, with `/usr/bin/time` on CLI
+ * runs against that bench's loopback Hub: 5.4–7.1 s of 6.2–9.1 s in the kernel before, 2.1–2.3 s
+ * of 4.5–5.0 s after; and 2 GiB of bare libc `pwrite` took 1.4–1.8 s in 1 MiB calls from one
+ * thread, 3.9–6.4 s in 4 MiB calls, 4.2–6.6 s in 1 MiB calls from four threads. With many cores, whole pieces go several at once: on the 16-core H100 host,
  * one call per piece kept the main thread's FFI calls few (`bench/gpu_convert_trace.ts`, three
  * interleaved runs: 2.04–2.40 GB/s against 1.89–1.92 GB/s in 512 KiB calls one at a time).
  */

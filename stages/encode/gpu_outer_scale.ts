@@ -3,9 +3,10 @@
  * tensor's pieces stay on the GPU as they stream through the encode stage (gpu/fp4/resident.ts);
  * once its last piece is in, the GPU finds its amax and outer scale and encodes the pieces from
  * their GPU copies, in one go. The outer scale comes back with the bytes and goes into the plan
- * (and so into its `.scale` tensor, written after every checkpoint tensor). Same bytes as the pre-pass (amax_prepass.ts), which still serves the
- * tensors {@linkcode planGpuOuterScales} leaves out: encodes on the CPU, per-element imatrix
- * weights, or a tensor larger than the VRAM budget.
+ * (and so into its `.scale` tensor, written after every checkpoint tensor). Same bytes as the
+ * pre-pass (amax_prepass.ts), which still serves the tensors {@linkcode planGpuOuterScales}
+ * leaves out: encodes on the CPU, per-element imatrix weights, or a tensor larger than the VRAM
+ * budget.
  *
  * @module
  */
