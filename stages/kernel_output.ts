@@ -1,10 +1,9 @@
 /**
- * The output file through libc, called by Deno's FFI on threads of its own, so the main thread
- * (which reads, scans and drives the GPU) never waits on a write.
- *
- * Writes are `pwrite` calls at explicit offsets (with few cores, one at a time in 512 KiB calls:
- * see `FEW_CORES`). Deno's own async write cost the main thread about a fifth of a GPU conversion
- * (175 of 610 ms for 0.95 GB, traced on an H100).
+ * The output file through libc, called by Deno's FFI. Writes are `pwrite` calls at explicit
+ * offsets: with many cores on threads of their own, so the main thread (which reads, scans and
+ * drives the GPU) never waits on a write; with few, on the calling thread (see `FEW_CORES`).
+ * Deno's own async write cost the main thread about a fifth of a GPU conversion (175 of 610 ms
+ * for 0.95 GB, traced on an H100).
  *
  * Byte ranges of local files are copied inside the kernel (Linux `copy_file_range`), so bytes
  * that pass through unchanged are never copied into and back out of this process. A read→write
@@ -27,20 +26,22 @@
 
 const O_RDONLY = 0, O_WRONLY = 1, O_CLOEXEC = 0o2000000;
 /**
- * How writes go depends on the cores there are. With few, they go one at a time in 512 KiB
- * calls: on a 2-core VM the kernel's copy into the page cache slowed down badly for bigger calls
- * and for several writers to one file (ext4's inode lock: spinning threads take the cores the
- * pipeline needs). `deno task bench hub` (with Hub reads in 2 MiB pieces, pipeline/convert.ts):
- * 0.59–0.60× a plain download (paired median) and 391–398 MiB peak RSS, against 0.53–0.55× and
- * 497 MiB with whole 8 MiB pieces written several at once. Ad hoc, with `/usr/bin/time` on CLI
- * runs against that bench's loopback Hub: 5.4–7.1 s of 6.2–9.1 s in the kernel before, 2.1–2.3 s
- * of 4.5–5.0 s after; and 2 GiB of bare libc `pwrite` took 1.4–1.8 s in 1 MiB calls from one
- * thread, 3.9–6.4 s in 4 MiB calls, 4.2–6.6 s in 1 MiB calls from four threads. With many cores, whole pieces go several at once: on the 16-core H100 host,
- * one call per piece kept the main thread's FFI calls few (`bench/gpu_convert_trace.ts`, three
+ * How writes go depends on the cores there are. With few, the calling thread writes each piece
+ * at once, in 128 KiB calls, while the bytes it has just scanned are still in the CPU cache: the
+ * kernel's copy into the page cache costs a few times more from cold memory and in big calls. A
+ * bare C loop writing 2 GiB on a 2-core VM took 0.28–0.34 s in 128 KiB calls from a hot buffer,
+ * 0.71–0.91 s in 128 KiB calls and 1.3–1.8 s in 512 KiB calls cycling through 256 MiB, 2.0 s in
+ * 2 MiB calls; several writers to one file spin on ext4's inode lock and take the cores the
+ * pipeline needs. Ad hoc CLI conversions against `deno task bench hub`'s loopback Hub, three
+ * rounds: 1.5–2.2 s of kernel time against 2.4–3.6 s with one 512 KiB write at a time on an FFI
+ * thread, peak RSS 272–301 against 388–418 MiB.
+ *
+ * With many cores, whole pieces go several at once on FFI threads: on the 16-core H100 host one
+ * call per piece kept the main thread's FFI calls few (`bench/gpu_convert_trace.ts`, three
  * interleaved runs: 2.04–2.40 GB/s against 1.89–1.92 GB/s in 512 KiB calls one at a time).
  */
 const FEW_CORES = (navigator.hardwareConcurrency ?? 1) < 8;
-const WRITE_CALL_BYTES = FEW_CORES ? 512 << 10 : Infinity;
+const WRITE_CALL_BYTES = 128 << 10;
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
@@ -55,6 +56,7 @@ const SYMBOLS = {
     result: "isize",
     nonblocking: true,
   },
+  pwriteHere: { name: "pwrite", parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   copy_file_range: {
     parameters: ["i32", "buffer", "i32", "buffer", "usize", "u32"],
     result: "isize",
@@ -115,8 +117,6 @@ export function openKernelOutput(output: string): KernelOutput | null {
   // once, so a descriptor is closed only when no copy uses it.
   const sources = new Map<string, { fd: number; users: number }>();
   let latest = "";
-  /** The last write handed over: the next starts after it. */
-  let writes: Promise<unknown> = Promise.resolve();
   const closeIdle = () => {
     for (const [path, source] of sources) {
       if (source.users > 0 || path === latest) continue;
@@ -154,10 +154,10 @@ export function openKernelOutput(output: string): KernelOutput | null {
         closeIdle();
       }
     },
-    write(offset, bytes) {
-      const turn = writes.then(async () => {
+    async write(offset, bytes) {
+      if (!FEW_CORES) {
         for (let done = 0; done < bytes.length;) {
-          const part = bytes.subarray(done, done + WRITE_CALL_BYTES);
+          const part = bytes.subarray(done);
           const n = Number(
             await lib.symbols.pwrite(out, part, BigInt(part.length), BigInt(offset + done)),
           );
@@ -165,10 +165,16 @@ export function openKernelOutput(output: string): KernelOutput | null {
           done += n;
         }
         return true;
-      });
-      // With few cores, one write at a time, in order: writers of one file only wait on each other.
-      if (FEW_CORES) writes = turn;
-      return turn;
+      }
+      for (let done = 0; done < bytes.length;) {
+        const part = bytes.subarray(done, done + WRITE_CALL_BYTES);
+        const n = Number(
+          lib.symbols.pwriteHere(out, part, BigInt(part.length), BigInt(offset + done)),
+        );
+        if (n <= 0) return false;
+        done += n;
+      }
+      return true;
     },
     startWriteback(offset, length) {
       // SYNC_FILE_RANGE_WRITE: queue the dirty pages for writing; a hint, so errors are ignored

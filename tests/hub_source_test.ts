@@ -392,6 +392,46 @@ for (const { name, rules, noRetry, check } of FAULTS) {
   });
 }
 
+Deno.test("HubSource.readRanges() reads a fetch whose bodies are not byte streams, and resumes them", async () => {
+  await withHub(async (hub, fx) => {
+    hub.inject({
+      on: "cdn",
+      path: SHARD1,
+      minLength: 200_000,
+      fault: { kind: "drop", afterBytes: 100_001 },
+    });
+    let wrapped = 0;
+    // A proxy-like fetch: each body comes back as a plain stream of odd-sized chunks.
+    const plainBodies: typeof fetch = async (input, init) => {
+      const answer = await fetch(input, init);
+      if (answer.body === null) return answer;
+      const reader = answer.body.getReader();
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const next = await reader.read();
+          if (next.done) return controller.close();
+          for (let at = 0; at < next.value.length; at += 7777) {
+            controller.enqueue(next.value.slice(at, at + 7777));
+          }
+        },
+        cancel: (reason) => reader.cancel(reason),
+      });
+      throws(() => body.getReader({ mode: "byob" }));
+      wrapped++;
+      return new Response(body, { status: answer.status, headers: answer.headers });
+    };
+    const events: HubSourceEvent[] = [];
+    const source = await open(hub, { fetch: plainBodies, onEvent: (e) => events.push(e) });
+    const list = ranges(fx.files);
+    assertSameBytes(await collect(source.readRanges(list), list), expected(fx.files, list));
+    ok(wrapped > 3, `${wrapped} bodies wrapped`);
+    strictEqual(events.length, 1, "the dropped connection was retried");
+    const broken = hub.requests.find((r) => r.kind === "cdn" && r.bytes === 100_001)!;
+    const resumeAt = _rangeStart(broken.range ?? "") + 100_001;
+    ok(hub.requests.some((q) => q.range !== null && _rangeStart(q.range) === resumeAt));
+  });
+});
+
 Deno.test("HubSource.readRanges() waits as long as a 429 Retry-After asks, on every connection", async () => {
   await withHub(async (hub, fx) => {
     hub.inject({ on: "cdn", skip: 2, fault: { kind: "status", status: 429, retryAfter: 1 } });
