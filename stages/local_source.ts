@@ -61,12 +61,13 @@ export class LocalSource implements ModelSource {
     const signal = options.signal;
     const pool = new BytePool(chunkSize);
     const handles = new _Handles((path) => this.#path(path));
+    const reads = _readsInFlight(chunkSize);
     let index = 0;
     let offset = 0;
     /** Reads started, in order; each settles to its chunk. */
     const inFlight: Promise<RangeChunk>[] = [];
     const startReads = () => {
-      while (inFlight.length < READS_IN_FLIGHT) {
+      while (inFlight.length < reads) {
         while (index < ranges.length && offset >= ranges[index]!.end - ranges[index]!.start) {
           index++;
           offset = 0;
@@ -109,11 +110,21 @@ export class LocalSource implements ModelSource {
 }
 
 /**
- * Reads in flight at once. One read at a time left the disk idle whenever the main thread was
- * busy between a read's end and the next pull (NVFP4 on an H100: each 8 MiB read took 6.2 ms in
- * the converter against 2.6 ms alone, and reading spanned the whole run).
+ * Reads in flight at once: up to 4, and up to 16 MiB. One read at a time left the disk idle
+ * whenever the main thread was busy between a read's end and the next pull (NVFP4 on an H100:
+ * each 8 MiB read took 6.2 ms in the converter against 2.6 ms alone, and reading spanned the whole
+ * run); more bytes ahead left them to cool in memory before the GPU upload copied them. NVFP4
+ * `full` + imatrix with outer scales on an H100, 8 MiB pieces (`bench/gpu_convert_trace.ts`,
+ * interleaved runs on one machine): 2 reads 2.28–2.72 GB/s (six runs, median 2.58), 4 reads
+ * 1.93–2.50 (six, median 2.35), 3 reads 2.41–2.59, 1 read 2.13–2.30, 8 reads 2.26–2.34 (three
+ * each); `deno task bench gpu 20` there: 2.48 GB/s with 398 MiB peak RSS against 2.42 with 540.
  */
-const READS_IN_FLIGHT = 4;
+const MAX_READS_IN_FLIGHT = 4;
+const MAX_READ_AHEAD_BYTES = 16 << 20;
+
+function _readsInFlight(chunkSize: number): number {
+  return Math.max(1, Math.min(MAX_READS_IN_FLIGHT, Math.floor(MAX_READ_AHEAD_BYTES / chunkSize)));
+}
 
 /** Open files, each used by one read at a time; files of earlier shards are closed. */
 class _Handles {
