@@ -12,7 +12,7 @@
 import { fileURLToPath } from "node:url";
 import { cliConvert, type CliConvertResult } from "./_cli_convert.ts";
 import { ensureCoreModel } from "./core.ts";
-import { plainParallelDownload } from "./hub_download.ts";
+import { downloadFiles } from "./hub_download_files.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CONNECTIONS = 8;
@@ -38,9 +38,9 @@ async function startServer(model: string) {
 }
 
 /**
- * Rounds, each a plain download (its own process, then in this one) and a conversion. The disk and CPUs here are shared and noisy:
- * the ratio is given best vs best and as the median of per-round pairs (both saw the same
- * moment), and the lower of the two counts.
+ * Rounds, each a plain download (its own process, then in this one) and a conversion. The disk
+ * and CPUs here are shared and noisy: the ratio is given best vs best and as the median of
+ * per-round pairs (both saw the same moment), and the lower of the two counts.
  */
 const ROUNDS = 5;
 
@@ -79,22 +79,8 @@ async function downloadInProcess(
   sizes: number[],
 ): Promise<number> {
   const t0 = performance.now();
-  for (let i = 0; i < shards.length; i++) {
-    const path = `${ROOT}.bench/download-${i}.bin`;
-    using file = await Deno.open(path, { write: true, create: true, truncate: true });
-    await plainParallelDownload(
-      `${endpoint}/bench/core/resolve/main/${shards[i]}`,
-      sizes[i]!,
-      CONNECTIONS,
-      {
-        onBytes: (offset, bytes) => {
-          file.seekSync(offset, Deno.SeekMode.Start);
-          for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
-        },
-      },
-    );
-    await file.syncData();
-  }
+  const files = shards.map((name, i) => ({ name, size: sizes[i]! }));
+  await downloadFiles(`${endpoint}/bench/core/resolve/main`, `${ROOT}.bench`, CONNECTIONS, files);
   const seconds = (performance.now() - t0) / 1000;
   for (let i = 0; i < shards.length; i++) await Deno.remove(`${ROOT}.bench/download-${i}.bin`);
   return seconds;

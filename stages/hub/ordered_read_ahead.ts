@@ -65,7 +65,8 @@ export function orderedReadAhead(
   // more than were once in use together, and a consumer that gives back a part's pieces in a
   // burst does not make it drop buffers only to fault in fresh ones a moment later. (A 2 GB Hub
   // conversion in 2 MiB pieces allocated 242 fresh buffers and dropped 224 with 32 MiB idle; with
-  // the budget idle, `perf` counted about a tenth less CPU, peak RSS 321–339 against 271–303 MiB.)
+  // the budget idle, `perf` counted about a tenth less CPU; ad hoc peak RSS 321–339 against
+  // 271–303 MiB.)
   const pool = new BytePool(chunkSize, maxMemory);
   for (const part of parts) {
     if (part.end - part.start > maxMemory) {
