@@ -95,8 +95,9 @@ export function llamaLibrary(): LlamaLib {
   if (loaded) return loaded;
   const lib = Deno.dlopen(`${LIB_DIR}libllama.v0.5.0.so`, llamaSymbols).symbols;
   // The logger is process-global but the callback belongs to this isolate: install it before
-  // anything logs, and take it back out when the isolate ends (a test file's worker), or the next
-  // file's llama.cpp would call freed code.
+  // anything logs, and take it back out when the isolate ends (a test file's), or the next file's
+  // llama.cpp would call freed code. Test files that load llama.cpp run one at a time
+  // (tests/llama/), so no other isolate's llama.cpp calls this one meanwhile.
   const callback = new Deno.UnsafeCallback(LOG_CALLBACK, (_level, text) => {
     if (text === null) return;
     recentLog.push(Deno.UnsafePointerView.getCString(text));

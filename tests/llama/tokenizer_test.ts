@@ -4,27 +4,31 @@
  */
 import { gguf, GGUFValueType } from "@huggingface/gguf";
 import { TokenizerLoader } from "@lenml/tokenizers";
-import type { GgufMetadata, GgufValue } from "../pipeline/gguf_metadata.ts";
-import { PRE_TOKENIZER_TABLE, preForChkhsh } from "../pipeline/tokenizer/pre_hashes.ts";
-import { chkhsh, CHKTXT, UnknownPreTokenizerError } from "../pipeline/tokenizer/pre_tokenizer.ts";
-import { parseSentencePieceModel } from "../pipeline/tokenizer/sentencepiece_model.ts";
-import { TOKEN_TYPE } from "../pipeline/tokenizer/token_type.ts";
-import { readTokenizerFiles } from "../pipeline/tokenizer/tokenizer_files.ts";
-import { tokenizerMetadata } from "../pipeline/tokenizer/tokenizer_metadata.ts";
-import { LlamaModel } from "../testing/llama_cpp.ts";
+import type { GgufMetadata, GgufValue } from "../../pipeline/gguf_metadata.ts";
+import { PRE_TOKENIZER_TABLE, preForChkhsh } from "../../pipeline/tokenizer/pre_hashes.ts";
+import {
+  chkhsh,
+  CHKTXT,
+  UnknownPreTokenizerError,
+} from "../../pipeline/tokenizer/pre_tokenizer.ts";
+import { parseSentencePieceModel } from "../../pipeline/tokenizer/sentencepiece_model.ts";
+import { TOKEN_TYPE } from "../../pipeline/tokenizer/token_type.ts";
+import { readTokenizerFiles } from "../../pipeline/tokenizer/tokenizer_files.ts";
+import { tokenizerMetadata } from "../../pipeline/tokenizer/tokenizer_metadata.ts";
+import { LlamaModel } from "../../testing/llama_cpp.ts";
 import {
   npmTokenizerFiles,
   SAMPLE_TEXTS,
   stories260KFiles,
   withBosTemplate,
-} from "../testing/tokenizer_fixtures.ts";
-import { tokenizationMismatches, writeVocabOnlyGguf } from "../testing/tokenizer_gguf.ts";
+} from "../../testing/tokenizer_fixtures.ts";
+import { tokenizationMismatches, writeVocabOnlyGguf } from "../../testing/tokenizer_gguf.ts";
 import {
   negativeEnumPiece,
   sentencePieceModelBytes,
   tinyBpeTokenizerJson,
-} from "../testing/tokenizer_synthetic.ts";
-import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "./_assert.ts";
+} from "../../testing/tokenizer_synthetic.ts";
+import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "../_assert.ts";
 
 const STORIES = stories260KFiles();
 const NO_STORIES = STORIES === null;

@@ -4,20 +4,20 @@
  * overwrites the piece's bytes with 0xff (NaN in BF16) at once, as a reused buffer would be
  * overwritten later; the encoded bytes must equal a run whose releases do nothing.
  */
-import { assert, assertEquals } from "./_assert.ts";
-import { plan } from "../pipeline/convert.ts";
-import type { PlannedTensor } from "../pipeline/plan.ts";
-import { acquireGpu } from "../gpu/device.ts";
-import { type EncodeOptions, EncodeStream } from "../stages/encode_stream.ts";
-import { planGpuOuterScales } from "../stages/encode/gpu_outer_scale.ts";
-import { fillOuterScales } from "../stages/amax_prepass.ts";
-import { QkPermuteStream } from "../stages/qk_permute_stream.ts";
-import { planRanges, RowGroupStream } from "../stages/row_group_stream.ts";
-import type { EncodedPiece, TensorPiece } from "../stages/tensor_piece.ts";
-import { withModel } from "./_model.ts";
+import { assert, assertEquals } from "../_assert.ts";
+import { plan } from "../../pipeline/convert.ts";
+import type { PlannedTensor } from "../../pipeline/plan.ts";
+import { acquireGpu } from "../../gpu/device.ts";
+import { type EncodeOptions, EncodeStream } from "../../stages/encode_stream.ts";
+import { planGpuOuterScales } from "../../stages/encode/gpu_outer_scale.ts";
+import { fillOuterScales } from "../../stages/amax_prepass.ts";
+import { QkPermuteStream } from "../../stages/qk_permute_stream.ts";
+import { planRanges, RowGroupStream } from "../../stages/row_group_stream.ts";
+import type { EncodedPiece, TensorPiece } from "../../stages/tensor_piece.ts";
+import { withModel } from "../_model.ts";
 
 const gpu = await acquireGpu("auto");
-if (gpu === null) console.warn("piece_release_test: GPU cases skipped, WebGPU has no adapter here");
+if (gpu === null) console.warn("gpu/piece_release: GPU cases skipped, WebGPU has no adapter here");
 
 /** Encoded bytes of every tensor, in order; `poison` makes each release overwrite its bytes. */
 async function encodeAll(

@@ -5,17 +5,17 @@
  * (`--simulate`, an F32 carrier that stock llama.cpp reads), which proves the block bytes decode
  * to what the encoder meant; and every FP4 format, simulated, stays close to the F32 model.
  */
-import { assert } from "./_assert.ts";
-import { convert, type ConvertOptions } from "../mod.ts";
-import { LlamaModel } from "../testing/llama_cpp.ts";
-import { perplexity } from "../testing/perplexity.ts";
-import { generateModel, readModelWeights } from "../testing/synthetic_model.ts";
-import { collectImatrix } from "../testing/imatrix_collect.ts";
-import { encodeImatrixGguf } from "../testing/imatrix_files.ts";
-import { referenceConfig } from "../testing/reference_forward.ts";
+import { assert } from "../_assert.ts";
+import { convert, type ConvertOptions } from "../../mod.ts";
+import { LlamaModel } from "../../testing/llama_cpp.ts";
+import { perplexity } from "../../testing/perplexity.ts";
+import { generateModel, readModelWeights } from "../../testing/synthetic_model.ts";
+import { collectImatrix } from "../../testing/imatrix_collect.ts";
+import { encodeImatrixGguf } from "../../testing/imatrix_files.ts";
+import { referenceConfig } from "../../testing/reference_forward.ts";
 import { gguf } from "@huggingface/gguf";
 
-const STORIES = new URL("../../shared/models/stories260K/", import.meta.url).pathname;
+const STORIES = new URL("../../../shared/models/stories260K/", import.meta.url).pathname;
 const haveStories = await Deno.stat(`${STORIES}config.json`).then(() => true, () => false);
 if (!haveStories) console.warn(`skipping stories260K FP4 tests: ${STORIES} is not present`);
 
@@ -44,7 +44,9 @@ for (
           return { ppl: perplexity(model, text, 256, 1).ppl, story };
         };
         const f32 = await ppl({ type: "f32" });
-        const fp4 = await ppl({ encode: { mode: "window" }, ...extra });
+        // On the CPU: a test file that opens the GPU must run as a worker suite (tests/gpu/), and
+        // the GPU gives these bytes too (tests/gpu/fp4_outer_gpu.ts compares whole conversions).
+        const fp4 = await ppl({ encode: { mode: "window", device: "cpu" }, ...extra });
         const ratio = fp4.ppl / f32.ppl;
         assert(
           ratio > 1 && ratio < 1.25,
@@ -171,7 +173,7 @@ Deno.test("sluice convert --imatrix weights the FP4 search and records quantize.
         args: [
           "run",
           "-A",
-          new URL("../cli.ts", import.meta.url).pathname,
+          new URL("../../cli.ts", import.meta.url).pathname,
           "convert",
           dir,
           "-o",

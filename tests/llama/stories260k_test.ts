@@ -3,12 +3,12 @@
  * of our F32 and BF16 files reproduces the float64 reference values in its README, and greedy
  * decoding tells the story from llama2.c's docs.
  */
-import { assert, assertEquals } from "./_assert.ts";
-import { convert } from "../mod.ts";
-import { LlamaModel } from "../testing/llama_cpp.ts";
-import { perplexity } from "../testing/perplexity.ts";
+import { assert, assertEquals } from "../_assert.ts";
+import { convert } from "../../mod.ts";
+import { LlamaModel } from "../../testing/llama_cpp.ts";
+import { perplexity } from "../../testing/perplexity.ts";
 
-const MODEL = new URL("../../shared/models/stories260K/", import.meta.url).pathname;
+const MODEL = new URL("../../../shared/models/stories260K/", import.meta.url).pathname;
 const present = await Deno.stat(`${MODEL}config.json`).then(() => true, () => false);
 if (!present) console.warn(`skipping stories260K tests: ${MODEL} is not present`);
 

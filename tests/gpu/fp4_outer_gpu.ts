@@ -6,26 +6,26 @@
  * against `--device cpu`. Runs on whatever adapter WebGPU has (llvmpipe in CI), with the budget
  * set explicitly since software adapters default to the pre-pass.
  */
-import { assertEquals, assertRejects } from "./_assert.ts";
-import { seededRows } from "./_fp4_data.ts";
-import { convert, type ConvertOptions } from "../mod.ts";
-import { acquireGpu } from "../gpu/device.ts";
-import { encodeFp4RowsCpu } from "../gpu/fp4/encode_cpu.ts";
-import { FP4_FORMATS } from "../gpu/fp4/formats.ts";
-import { Fp4InputError } from "../gpu/fp4/input_error.ts";
-import { fp4OuterDivisor, fp4OuterScale } from "../gpu/fp4/outer_scale.ts";
-import { GpuAmax, outerScalesOnGpu, readOuterRecord } from "../gpu/fp4/amax_gpu.ts";
-import { Fp4GpuEncoder } from "../gpu/fp4/encode_gpu.ts";
-import { Fp4ResidentTensor, fp4ResidentTuning } from "../gpu/fp4/resident.ts";
-import { decodeBf16, encodeBf16 } from "../stages/encode/float_codecs.ts";
-import { finiteAmax } from "../stages/encode/finite.ts";
-import { planGpuOuterScales } from "../stages/encode/gpu_outer_scale.ts";
-import { plan } from "../pipeline/convert.ts";
-import { encodeImatrixGguf } from "../testing/imatrix_files.ts";
-import { withModel } from "./_model.ts";
+import { assertEquals, assertRejects } from "../_assert.ts";
+import { seededRows } from "../_fp4_data.ts";
+import { convert, type ConvertOptions } from "../../mod.ts";
+import { acquireGpu } from "../../gpu/device.ts";
+import { encodeFp4RowsCpu } from "../../gpu/fp4/encode_cpu.ts";
+import { FP4_FORMATS } from "../../gpu/fp4/formats.ts";
+import { Fp4InputError } from "../../gpu/fp4/input_error.ts";
+import { fp4OuterDivisor, fp4OuterScale } from "../../gpu/fp4/outer_scale.ts";
+import { GpuAmax, outerScalesOnGpu, readOuterRecord } from "../../gpu/fp4/amax_gpu.ts";
+import { Fp4GpuEncoder } from "../../gpu/fp4/encode_gpu.ts";
+import { Fp4ResidentTensor, fp4ResidentTuning } from "../../gpu/fp4/resident.ts";
+import { decodeBf16, encodeBf16 } from "../../stages/encode/float_codecs.ts";
+import { finiteAmax } from "../../stages/encode/finite.ts";
+import { planGpuOuterScales } from "../../stages/encode/gpu_outer_scale.ts";
+import { plan } from "../../pipeline/convert.ts";
+import { encodeImatrixGguf } from "../../testing/imatrix_files.ts";
+import { withModel } from "../_model.ts";
 
 const gpu = await acquireGpu("auto");
-if (gpu === null) console.warn("fp4_outer_gpu_test: skipped, WebGPU has no adapter here");
+if (gpu === null) console.warn("gpu/fp4_outer_gpu: skipped, WebGPU has no adapter here");
 const ignore = gpu === null;
 
 Deno.test({

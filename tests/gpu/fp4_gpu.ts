@@ -1,21 +1,21 @@
-import { assertEquals, assertRejects } from "./_assert.ts";
-import { concat, edgeImatrix, edgeRows, seededImatrix, seededRows } from "./_fp4_data.ts";
-import { acquireGpu } from "../gpu/device.ts";
-import { createFp4Encoder, encodeFp4Rows } from "../gpu/fp4/encode.ts";
-import { encodeFp4RowsCpu } from "../gpu/fp4/encode_cpu.ts";
-import { FP4_FORMATS, type Fp4Format } from "../gpu/fp4/formats.ts";
-import { Fp4InputError } from "../gpu/fp4/input_error.ts";
-import { type Fp4SearchOptions } from "../gpu/fp4/search_options.ts";
-import { assertBlocksEqual } from "../testing/block_diff.ts";
-import { Fp4GpuEncoder, fp4GpuTuning } from "../gpu/fp4/encode_gpu.ts";
-import { permuteRopeRows } from "../gpu/rope_rows.ts";
-import { resolveFp4Search } from "../gpu/fp4/search_options.ts";
-import { fp4Weights } from "../gpu/fp4/weights.ts";
-import { decodeBf16, encodeBf16 as encodeBf16Bytes } from "../stages/encode/float_codecs.ts";
+import { assertEquals, assertRejects } from "../_assert.ts";
+import { concat, edgeImatrix, edgeRows, seededImatrix, seededRows } from "../_fp4_data.ts";
+import { acquireGpu } from "../../gpu/device.ts";
+import { createFp4Encoder, encodeFp4Rows } from "../../gpu/fp4/encode.ts";
+import { encodeFp4RowsCpu } from "../../gpu/fp4/encode_cpu.ts";
+import { FP4_FORMATS, type Fp4Format } from "../../gpu/fp4/formats.ts";
+import { Fp4InputError } from "../../gpu/fp4/input_error.ts";
+import { type Fp4SearchOptions } from "../../gpu/fp4/search_options.ts";
+import { assertBlocksEqual } from "../../testing/block_diff.ts";
+import { Fp4GpuEncoder, fp4GpuTuning } from "../../gpu/fp4/encode_gpu.ts";
+import { permuteRopeRows } from "../../gpu/rope_rows.ts";
+import { resolveFp4Search } from "../../gpu/fp4/search_options.ts";
+import { fp4Weights } from "../../gpu/fp4/weights.ts";
+import { decodeBf16, encodeBf16 as encodeBf16Bytes } from "../../stages/encode/float_codecs.ts";
 
 const gpu = await acquireGpu("auto");
 if (gpu === null) {
-  console.warn("fp4_gpu_test: skipped, WebGPU has no adapter here");
+  console.warn("gpu/fp4_gpu: skipped, WebGPU has no adapter here");
 }
 const ignore = gpu === null;
 const N = 128;

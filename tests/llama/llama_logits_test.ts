@@ -22,20 +22,20 @@
  *
  * @module
  */
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals } from "../_assert.ts";
 import { TokenizerLoader } from "@lenml/tokenizers";
-import { convert } from "../mod.ts";
+import { convert } from "../../mod.ts";
 import { gguf } from "@huggingface/gguf";
-import { LlamaModel } from "../testing/llama_cpp.ts";
+import { LlamaModel } from "../../testing/llama_cpp.ts";
 import {
   type ReferenceConfig,
   referenceConfig,
   referenceLogits,
   type ReferenceOptions,
-} from "../testing/reference_forward.ts";
-import { type DecodedTensor, readModelWeights } from "../testing/safetensors_reader.ts";
-import { SeededRandom } from "../testing/seeded_random.ts";
-import { generateModel, type SyntheticModelSpec } from "../testing/synthetic_model.ts";
+} from "../../testing/reference_forward.ts";
+import { type DecodedTensor, readModelWeights } from "../../testing/safetensors_reader.ts";
+import { SeededRandom } from "../../testing/seeded_random.ts";
+import { generateModel, type SyntheticModelSpec } from "../../testing/synthetic_model.ts";
 
 type OutType = "f32" | "f16" | "bf16" | "q8_0";
 
@@ -117,7 +117,7 @@ function tokenizerPreOf(spec: SyntheticModelSpec): string | undefined {
   return (spec.tokenizer ?? "tiny-bpe") === "tiny-bpe" ? "llama-bpe" : undefined;
 }
 
-const STORIES = new URL("../../shared/models/stories260K/", import.meta.url).pathname;
+const STORIES = new URL("../../../shared/models/stories260K/", import.meta.url).pathname;
 const storiesPresent = await Deno.stat(`${STORIES}model.safetensors`).then(() => true, () => false);
 if (!storiesPresent) console.warn(`Skipping the stories260K case as ${STORIES} is absent`);
 

@@ -6,33 +6,33 @@
  */
 import { gguf, GGUFValueType } from "@huggingface/gguf";
 import { TokenizerLoader } from "@lenml/tokenizers";
-import { assert, assertEquals, assertThrows } from "./_assert.ts";
-import { convert } from "../mod.ts";
-import { layoutGguf } from "../pipeline/gguf_header.ts";
-import { type GgufMetadata, gv } from "../pipeline/gguf_metadata.ts";
-import { GGML_TYPES } from "../pipeline/ggml_types.ts";
+import { assert, assertEquals, assertThrows } from "../_assert.ts";
+import { convert } from "../../mod.ts";
+import { layoutGguf } from "../../pipeline/gguf_header.ts";
+import { type GgufMetadata, gv } from "../../pipeline/gguf_metadata.ts";
+import { GGML_TYPES } from "../../pipeline/ggml_types.ts";
 import {
   type Imatrix,
   ImatrixError,
   imatrixMetadata,
   ImatrixSizeError,
   readImatrix,
-} from "../pipeline/imatrix.ts";
-import { collectedGgufName, collectImatrix } from "../testing/imatrix_collect.ts";
+} from "../../pipeline/imatrix.ts";
+import { collectedGgufName, collectImatrix } from "../../testing/imatrix_collect.ts";
 import {
   encodeImatrixDat,
   encodeImatrixGguf,
   type ImatrixData,
   type ImatrixStats,
-} from "../testing/imatrix_files.ts";
-import { LlamaModel } from "../testing/llama_cpp.ts";
-import { buildLlamaImatrix, runLlamaImatrix } from "../testing/llama_imatrix.ts";
-import { referenceConfig } from "../testing/reference_forward.ts";
-import { readModelWeights } from "../testing/safetensors_reader.ts";
-import { SeededRandom } from "../testing/seeded_random.ts";
-import { generateModel } from "../testing/synthetic_model.ts";
+} from "../../testing/imatrix_files.ts";
+import { LlamaModel } from "../../testing/llama_cpp.ts";
+import { buildLlamaImatrix, runLlamaImatrix } from "../../testing/llama_imatrix.ts";
+import { referenceConfig } from "../../testing/reference_forward.ts";
+import { readModelWeights } from "../../testing/safetensors_reader.ts";
+import { SeededRandom } from "../../testing/seeded_random.ts";
+import { generateModel } from "../../testing/synthetic_model.ts";
 
-const STORIES = new URL("../../shared/models/stories260K/", import.meta.url).pathname;
+const STORIES = new URL("../../../shared/models/stories260K/", import.meta.url).pathname;
 const storiesPresent = await Deno.stat(`${STORIES}model.safetensors`).then(() => true, () => false);
 if (!storiesPresent) console.warn(`Skipping stories260K imatrix tests as ${STORIES} is absent`);
 
