@@ -1,6 +1,7 @@
 /**
  * The suites that open the GPU, each on a worker thread that exits before its test ends (see
- * testing/worker_suite.ts for the crash at process exit that this avoids).
+ * testing/worker_suite.ts for the crash at process exit that this avoids). A suite also runs on
+ * its own, `deno test -A tests/gpu/fp4_gpu.ts`, where that abort may end an otherwise green run.
  */
 import { testSuiteInWorker } from "../testing/worker_suite.ts";
 // Type-only, so that `deno test` checks the suites it starts in workers without running them here.
