@@ -44,6 +44,11 @@ async function startServer(model: string) {
  */
 const ROUNDS = 5;
 
+/** Removes the files `downloadFiles` wrote, so each round writes fresh ones. */
+async function removeDownloads(count: number): Promise<void> {
+  for (let i = 0; i < count; i++) await Deno.remove(`${ROOT}.bench/download-${i}.bin`);
+}
+
 /** The anchor: the downloader's process, timed from spawn to exit; its files are then removed. */
 async function downloadProcess(
   endpoint: string,
@@ -68,7 +73,7 @@ async function downloadProcess(
   if (!run.success) {
     throw new Error(`The plain download failed:\n${new TextDecoder().decode(run.stderr)}`);
   }
-  for (let i = 0; i < shards.length; i++) await Deno.remove(`${ROOT}.bench/download-${i}.bin`);
+  await removeDownloads(shards.length);
   return seconds;
 }
 
@@ -82,7 +87,7 @@ async function downloadInProcess(
   const files = shards.map((name, i) => ({ name, size: sizes[i]! }));
   await downloadFiles(`${endpoint}/bench/core/resolve/main`, `${ROOT}.bench`, CONNECTIONS, files);
   const seconds = (performance.now() - t0) / 1000;
-  for (let i = 0; i < shards.length; i++) await Deno.remove(`${ROOT}.bench/download-${i}.bin`);
+  await removeDownloads(shards.length);
   return seconds;
 }
 

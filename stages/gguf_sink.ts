@@ -82,7 +82,8 @@ interface _Span extends _Run {
  * The output file at explicit offsets. With the kernel handle (Linux, FFI allowed), pieces are
  * written by `pwrite` (on threads of their own with many cores, at once on this thread with few:
  * kernel_output.ts) and bytes known to equal a local source file are copied file to file on
- * threads of their own while the main thread goes on; small pieces are gathered into few writes. Every 32 MiB, what is on file goes to the disk's writeback early.
+ * threads of their own while the main thread goes on; small pieces are gathered into few writes.
+ * Every 32 MiB, what is on file goes to the disk's writeback early.
  * Without the handle, or once the kernel fails, bytes are written through Deno.
  */
 class _Output {
